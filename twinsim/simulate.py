@@ -1,0 +1,353 @@
+"""Simulation: one pure JAX kernel per trial, vmapped over replicates.
+
+A replicate draws one patient pool and analyses it under every design and grid point
+("configuration"), so designs are compared on common random numbers: the first
+``real_control`` concurrent controls of every design are the same patients, and so are
+the first ``treatment`` treated patients and the first ``synthetic_control`` synthetic
+ones.  Grid points share the pool too (an effect sweep changes event times through the
+hazard multiplier only), which makes power curves smooth in the effect.
+
+Generative process of one replicate (times in ``trial.time_unit``)
+-----------------------------------------------------------------
+1. The "true" parameters of the concurrent population: one posterior draw ``s``.
+2. Real patients (treatment and concurrent control): covariates from the copula, event
+   time from the PH model of draw ``s`` with hazard multiplied by ``drift`` (controls) or
+   ``drift * hazard_ratio`` (treatment).
+3. Synthetic controls: covariates from the copula, each with its own posterior draw
+   (a posterior predictive draw), no drift: they are what the historical data predict.
+4. Every patient gets an entry time uniform over the design's accrual period and an
+   exponential dropout time; synthetic controls are treated as if enrolled concurrently.
+5. The analysis time (cut) is the calendar time of the ``cut.events``-th event among the
+   design's real patients, or ``cut.time``.  Patients not yet enrolled are excluded;
+   follow-up is censored at dropout or the cut.
+
+Keys: ``jax.random.key(seed)`` -> ``fold_in(root, 2)`` is the simulation root; replicate
+``r`` uses ``fold_in(sim_root, r)``, so the first R replicates are the same whatever the
+total, and every design and grid point sees the same replicate key.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from functools import partial
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import xarray as xr
+from scipy.special import ndtri
+
+from .analysis import decide, kth_smallest, logrank_cox
+from .errors import StatisticalWarning  # noqa: F401  (documented caveat class)
+from .models import copula_sample, event_time_from_exponential
+from .scenario import Grid, Scenario
+
+log = logging.getLogger("twinsim.simulate")
+
+__all__ = [
+    "PatientModel",
+    "DesignConfig",
+    "Sizes",
+    "simulate_trial",
+    "simulate_replicates",
+    "design_configs",
+    "patient_model_from_posterior",
+    "patient_model_from_control",
+    "simulate_grid",
+    "KEY_FIT",
+    "KEY_SIMULATE",
+    "KEY_REPORT",
+]
+
+#: ``fold_in`` constants of the key tree under ``jax.random.key(seed)``.
+KEY_FIT, KEY_SIMULATE, KEY_REPORT = 1, 2, 3
+
+
+class PatientModel(NamedTuple):
+    """Arrays the kernel needs to generate patients (a pytree).
+
+    ``log_scale``, ``log_shape`` (S,) and ``beta`` (S, p) are posterior draws in trial time
+    units on standardised covariates; ``quantiles`` (p, Q), ``discrete`` (p,), ``chol``
+    (p, p) the copula; ``mean``, ``sd`` (p,) the standardisation.
+    """
+
+    log_scale: jax.Array
+    log_shape: jax.Array
+    beta: jax.Array
+    quantiles: jax.Array
+    discrete: jax.Array
+    chol: jax.Array
+    mean: jax.Array
+    sd: jax.Array
+
+
+class DesignConfig(NamedTuple):
+    """One configuration (design x grid point); fields are scalars, or (C,) when stacked."""
+
+    n_treat: jax.Array
+    n_real: jax.Array
+    n_syn: jax.Array
+    syn_weight: jax.Array
+    log_hr: jax.Array
+    log_drift: jax.Array
+    accrual: jax.Array       # accrual duration for this design
+    dropout_rate: jax.Array  # exponential rate (0 = none)
+    cut_events: jax.Array    # event-driven cut (when Sizes.event_driven)
+    cut_time: jax.Array      # calendar cut (otherwise)
+
+
+class Sizes(NamedTuple):
+    """Static (compile-time) sizes: pools are padded to the largest design and grid point."""
+
+    max_treat: int
+    max_real: int
+    max_syn: int
+    event_driven: bool
+
+
+class TrialOutcome(NamedTuple):
+    z: jax.Array
+    log_hr: jax.Array
+    se: jax.Array
+    valid: jax.Array
+    real_events: jax.Array
+    cut_time: jax.Array
+    n_analysed: jax.Array
+
+
+def patient_model_from_posterior(posterior, time_unit: str) -> PatientModel:
+    """Kernel arrays from a fitted :class:`~twinsim.fit.Posterior` (times in ``time_unit``)."""
+    d = posterior.draws(time_unit)
+    cop = posterior.copula
+    return PatientModel(
+        jnp.asarray(d["log_scale"], float), jnp.asarray(d["log_shape"], float), jnp.asarray(d["beta"], float),
+        jnp.asarray(cop.quantiles, float), jnp.asarray(cop.discrete, bool), jnp.asarray(cop.chol, float),
+        jnp.asarray(posterior.covariate_mean, float), jnp.asarray(posterior.covariate_sd, float),
+    )
+
+
+def patient_model_from_control(control) -> PatientModel:
+    """Kernel arrays for an assumed control distribution (one draw, no covariates)."""
+    return PatientModel(
+        jnp.array([control.log_scale]), jnp.array([control.log_shape]), jnp.zeros((1, 0)),
+        jnp.zeros((0, 1)), jnp.zeros((0,), bool), jnp.zeros((0, 0)), jnp.zeros((0,)), jnp.ones((0,)),
+    )
+
+
+def _draw_pool(key, model: PatientModel, n: int, draw_index):
+    """Latent variables of ``n`` patients: base log event time, entry fraction, dropout."""
+    kx, ke, ka, kd = jax.random.split(key, 4)
+    x = copula_sample(kx, model.quantiles, model.discrete, model.chol, n)
+    x = (x - model.mean) / model.sd
+    beta = model.beta[draw_index]
+    eta = jnp.sum(x * beta, axis=-1) if beta.ndim == 2 else x @ beta
+    e = jax.random.exponential(ke, (n,))
+    log_t = jnp.log(event_time_from_exponential(e, model.log_scale[draw_index], model.log_shape[draw_index], eta))
+    inv_k = jnp.exp(-model.log_shape[draw_index]) * jnp.ones(n)
+    return log_t, inv_k, jax.random.uniform(ka, (n,)), jax.random.exponential(kd, (n,))
+
+
+def _follow_up(log_t, inv_k, log_mult, entry_frac, dropout_e, n, cfg: DesignConfig, max_n):
+    """Event time under the multiplier, entry and dropout, padded to ``max_n``."""
+    t = jnp.exp(log_t - log_mult * inv_k)
+    entry = entry_frac * cfg.accrual
+    drop = jnp.where(cfg.dropout_rate > 0, dropout_e / jnp.where(cfg.dropout_rate > 0, cfg.dropout_rate, 1.0), jnp.inf)
+    in_design = jnp.arange(max_n) < n
+    return t, entry, drop, in_design
+
+
+def _analyse(pools, cfg: DesignConfig, sizes: Sizes) -> TrialOutcome:
+    (lt_t, ik_t, a_t, d_t), (lt_c, ik_c, a_c, d_c), (lt_s, ik_s, a_s, d_s) = pools
+    trt = _follow_up(lt_t, ik_t, cfg.log_hr + cfg.log_drift, a_t, d_t, cfg.n_treat, cfg, sizes.max_treat)
+    ctl = _follow_up(lt_c, ik_c, cfg.log_drift, a_c, d_c, cfg.n_real, cfg, sizes.max_real)
+    syn = _follow_up(lt_s, ik_s, 0.0, a_s, d_s, cfg.n_syn, cfg, sizes.max_syn)
+
+    if sizes.event_driven:
+        cal = []
+        for t, entry, drop, inside in (trt, ctl):
+            cal.append(jnp.where(inside & (t <= drop), entry + t, jnp.inf))
+        # inf when fewer events ever occur: then all follow-up is analysed
+        cut = kth_smallest(jnp.concatenate(cal), cfg.cut_events)
+    else:
+        cut = cfg.cut_time
+
+    def censor(pool):
+        t, entry, drop, inside = pool
+        enrolled = inside & (entry < cut)
+        event = enrolled & (t <= drop) & (entry + t <= cut)
+        time = jnp.where(event, t, jnp.minimum(drop, cut - entry))
+        return time, event, enrolled
+
+    (tt, et, it), (tc, ec, ic), (ts, es, is_) = censor(trt), censor(ctl), censor(syn)
+    time = jnp.concatenate([tt, tc, ts])
+    event = jnp.concatenate([et, ec, es])
+    group = jnp.concatenate([jnp.ones_like(tt), jnp.zeros_like(tc), jnp.zeros_like(ts)])
+    weight = jnp.concatenate([it * 1.0, ic * 1.0, is_ * cfg.syn_weight])
+    res = logrank_cox(time, event, group, weight)
+    real_events = jnp.sum(et) + jnp.sum(ec)
+    return TrialOutcome(res.z, res.log_hr, res.se, res.valid, real_events, cut, jnp.sum(it) + jnp.sum(ic) + jnp.sum(is_))
+
+
+def simulate_trial(key, model: PatientModel, configs: DesignConfig, sizes: Sizes) -> TrialOutcome:
+    """Simulate one trial and analyse it under each configuration.
+
+    Parameters
+    ----------
+    key : jax.random key (one replicate)
+    model : PatientModel
+    configs : DesignConfig with (C,) fields
+    sizes : Sizes (static)
+
+    Returns
+    -------
+    TrialOutcome with (C,) fields.
+    """
+    k_truth, k_t, k_c, k_s, k_idx = jax.random.split(key, 5)
+    n_draws = model.log_scale.shape[0]
+    s = jax.random.randint(k_truth, (), 0, n_draws)
+    syn_idx = jax.random.randint(k_idx, (sizes.max_syn,), 0, n_draws)
+    pools = (
+        _draw_pool(k_t, model, sizes.max_treat, s),
+        _draw_pool(k_c, model, sizes.max_real, s),
+        _draw_pool(k_s, model, sizes.max_syn, syn_idx),
+    )
+    return jax.lax.map(lambda cfg: _analyse(pools, cfg, sizes), configs)
+
+
+@partial(jax.jit, static_argnames=("sizes",))
+def simulate_replicates(keys, model: PatientModel, configs: DesignConfig, sizes: Sizes) -> TrialOutcome:
+    """:func:`simulate_trial` vmapped over a batch of replicate keys: fields (B, C)."""
+    return jax.vmap(simulate_trial, in_axes=(0, None, None, None))(keys, model, configs, sizes)
+
+
+# --------------------------------------------------------------------------- scenarios
+
+
+@dataclass(frozen=True)
+class ConfigTable:
+    """Configurations of a grid: stacked kernel inputs plus their labels."""
+
+    configs: DesignConfig
+    sizes: Sizes
+    designs: tuple[str, ...]
+    grid: Grid
+    alpha: np.ndarray        # (D, *grid.shape)
+    true_log_hr: np.ndarray  # (*grid.shape,)
+
+
+def design_configs(grid: Grid) -> ConfigTable:
+    """Turn every (design, grid point) of a scenario grid into kernel inputs."""
+    first = grid.points[0]
+    designs = tuple(d.name for d in first.designs)
+    rows = []
+    for name in designs:
+        for _, sc in grid:
+            d = sc.design(name)
+            tr = sc.trial
+            n_t = d.treatment if d.treatment is not None else tr.n_treatment
+            n_s = d.synthetic_control if d.method != "none" else 0
+            acc = tr.accrual.duration if tr.accrual.duration is not None else (n_t + d.real_control) / tr.accrual.rate
+            rows.append(
+                (n_t, d.real_control, n_s, d.synthetic_weight, math.log(sc.effect.hazard_ratio[0]),
+                 math.log(sc.drift.hazard_ratio[0]), acc, tr.dropout.rate if tr.dropout else 0.0,
+                 tr.cut.events or 0, tr.cut.time or 0.0)
+            )
+    cols = list(zip(*rows))
+    ints = {0, 1, 2, 8}
+    configs = DesignConfig(*[jnp.asarray(c, jnp.int32 if i in ints else float) for i, c in enumerate(cols)])
+    event_driven = first.trial.cut.events is not None
+    sizes = Sizes(int(max(cols[0])), int(max(cols[1])), int(max(cols[2])), event_driven)
+    shape = grid.shape
+    alpha = np.array([sc.analysis.alpha for _ in designs for _, sc in grid]).reshape((len(designs), *shape))
+    true_log_hr = np.array([math.log(sc.effect.hazard_ratio[0]) for _, sc in grid]).reshape(shape)
+    return ConfigTable(configs, sizes, designs, grid, alpha, true_log_hr)
+
+
+def _batch_size(sizes: Sizes, n_configs: int, replicates: int, budget_bytes: float = 4e8) -> int:
+    per_replicate = (sizes.max_treat + sizes.max_real + sizes.max_syn) * 8 * 40 + n_configs * 64
+    return int(max(1, min(replicates, budget_bytes // per_replicate, 4096)))
+
+
+def simulate_grid(
+    scenario: Scenario,
+    model: PatientModel,
+    *,
+    rng_key,
+    grid: Grid,
+    progress: Callable[[int, int], None] | None = None,
+) -> xr.Dataset:
+    """Simulate ``scenario.replicates`` trials and analyse them at every design and grid point.
+
+    Parameters
+    ----------
+    scenario : Scenario (its test, alternative and replicates are used)
+    model : PatientModel in ``scenario.trial.time_unit``
+    rng_key : the simulation root key (``fold_in(jax.random.key(seed), KEY_SIMULATE)``)
+    grid : Grid from :func:`twinsim.scenario.build_grid`
+    progress : optional callback ``progress(done, total)`` after each batch
+
+    Returns
+    -------
+    Dataset with dims ``design``, the grid dimensions and ``replicate``: ``reject``,
+    ``z`` (log-rank), ``log_hr``, ``se``, ``ci_lower``, ``ci_upper``, ``valid``,
+    ``real_events``, ``cut_time``, ``n_analysed``; coordinate ``true_log_hr``.
+    """
+    table = design_configs(grid)
+    n_conf = len(table.designs) * int(np.prod(grid.shape))
+    reps = scenario.replicates
+    batch = _batch_size(table.sizes, n_conf, reps)
+    log.info("simulating %d replicates x %d configurations in batches of %d (sizes %s)", reps, n_conf, batch, table.sizes)
+    parts = []
+    for start in range(0, reps, batch):
+        # fixed batch shape (pad the last batch) so the kernel compiles once
+        idx = jnp.arange(start, start + batch)
+        keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(rng_key, idx)
+        out = simulate_replicates(keys, model, table.configs, table.sizes)
+        take = min(batch, reps - start)
+        parts.append(jax.tree_util.tree_map(lambda a: np.asarray(a[:take]), out))
+        if progress is not None:
+            progress(start + take, reps)
+    out = TrialOutcome(*[np.concatenate([getattr(p, f) for p in parts]) for f in TrialOutcome._fields])
+
+    shape = (reps, len(table.designs), *grid.shape)
+    dims = ("replicate", "design", *grid.dims)
+    order = (1, *range(2, 2 + len(grid.dims)), 0)
+
+    def arr(x):
+        return np.transpose(np.asarray(x).reshape(shape), order)
+
+    dims = tuple(dims[i] for i in order)
+    coords = {"design": list(table.designs), "replicate": np.arange(reps)}
+    coords.update({k: np.asarray(v, float) for k, v in grid.dims.items()})
+    ds = xr.Dataset(
+        {
+            "z": (dims, arr(out.z)),
+            "log_hr": (dims, arr(out.log_hr)),
+            "se": (dims, arr(out.se)),
+            "valid": (dims, arr(out.valid)),
+            "real_events": (dims, arr(out.real_events).astype(np.int32)),
+            "cut_time": (dims, arr(out.cut_time)),
+            "n_analysed": (dims, arr(out.n_analysed)),
+        },
+        coords=coords,
+    )
+    ds = ds.assign_coords(true_log_hr=(tuple(grid.dims), table.true_log_hr))
+    alpha = xr.DataArray(table.alpha, dims=("design", *grid.dims), coords={k: ds.coords[k] for k in ("design", *grid.dims)})
+    an = scenario.analysis
+    stat = ds["z"] if an.test == "logrank" else ds["log_hr"] / ds["se"]
+    reject = decide(stat, alpha, an.alternative)
+    ds["reject"] = reject & (ds["valid"] | (an.test == "logrank"))
+    level = alpha if an.alternative == "two-sided" else 2 * alpha
+    zq = ndtri(1 - level / 2)
+    ds["ci_lower"] = ds["log_hr"] - zq * ds["se"]
+    ds["ci_upper"] = ds["log_hr"] + zq * ds["se"]
+    ds["alpha"] = alpha
+    ds["z"].attrs["description"] = "log-rank Z (weighted for power_prior); negative favours treatment"
+    ds["log_hr"].attrs["description"] = "Cox (Efron) log hazard ratio, treatment / control"
+    ds["ci_lower"].attrs["description"] = "Wald interval at level 1 - alpha (two-sided) or 1 - 2 alpha (one-sided)"
+    ds["real_events"].attrs["description"] = "events among real patients at the analysis"
+    ds["cut_time"].attrs["description"] = f"calendar time of the analysis ({scenario.trial.time_unit}); inf = all follow-up"
+    return ds
