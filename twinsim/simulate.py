@@ -60,6 +60,8 @@ __all__ = [
     "KEY_FIT",
     "KEY_SIMULATE",
     "KEY_REPORT",
+    "sample_patients",
+    "predictive_km",
 ]
 
 #: ``fold_in`` constants of the key tree under ``jax.random.key(seed)``.
@@ -351,3 +353,54 @@ def simulate_grid(
     ds["real_events"].attrs["description"] = "events among real patients at the analysis"
     ds["cut_time"].attrs["description"] = f"calendar time of the analysis ({scenario.trial.time_unit}); inf = all follow-up"
     return ds
+
+
+# --------------------------------------------------------------------------- predictive
+
+
+def sample_patients(rng_key, model: PatientModel, n: int, *, draw: int | None = None):
+    """Posterior predictive patients: covariates (original units) and uncensored event times.
+
+    Parameters
+    ----------
+    rng_key : jax random key
+    model : PatientModel (times in its unit)
+    n : int, number of patients
+    draw : int or None
+        One posterior draw for every patient (a replicated data set, as in a posterior
+        predictive check), or None: each patient gets its own draw (synthetic controls).
+
+    Returns
+    -------
+    (covariates (n, p), time (n,)) as JAX arrays.
+    """
+    k_idx, k_x, k_e = jax.random.split(rng_key, 3)
+    n_draws = model.log_scale.shape[0]
+    idx = jax.random.randint(k_idx, (n,), 0, n_draws) if draw is None else jnp.full((n,), draw)
+    x = copula_sample(k_x, model.quantiles, model.discrete, model.chol, n)
+    eta = jnp.sum(((x - model.mean) / model.sd) * model.beta[idx], axis=-1)
+    e = jax.random.exponential(k_e, (n,))
+    return x, event_time_from_exponential(e, model.log_scale[idx], model.log_shape[idx], eta)
+
+
+@partial(jax.jit, static_argnames=("n", "cohorts"))
+def predictive_km(rng_key, model: PatientModel, grid, *, n: int, cohorts: int):
+    """Kaplan-Meier curves of ``cohorts`` replicated data sets of ``n`` patients.
+
+    Cohort ``c`` uses one posterior draw (chosen at random) for all its patients, so the
+    spread of the curves carries parameter uncertainty and sampling variation.
+
+    Returns
+    -------
+    array (cohorts, len(grid)) of survival probabilities.
+    """
+    from .analysis import km_on_grid
+
+    def one(key):
+        k_draw, k_pat = jax.random.split(key)
+        s = jax.random.randint(k_draw, (), 0, model.log_scale.shape[0])
+        _, t = sample_patients(k_pat, model, n, draw=s)
+        return km_on_grid(t, jnp.ones_like(t), grid)
+
+    keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(rng_key, jnp.arange(cohorts))
+    return jax.vmap(one)(keys)

@@ -1,0 +1,250 @@
+"""Running a scenario end to end: data -> posterior -> simulated trials -> summary -> files.
+
+This module only orchestrates the stages (``data``, ``fit``, ``simulate``, ``analysis``,
+``report``); it holds no statistics of its own.  Outputs are written to a temporary folder
+beside the target and moved into place only when complete, so a failed run never leaves
+a half-written output folder and never touches an earlier one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import platform
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import jax
+import numpy as np
+import pandas as pd
+import xarray as xr
+import yaml
+
+from . import __version__
+from .analysis import operating_characteristics
+from .data import TrialData, load_data
+from .errors import ModelError, TwinsimError
+from .fit import Posterior, fit_data
+from .scenario import Grid, Scenario, build_grid
+from .simulate import (
+    KEY_FIT,
+    KEY_SIMULATE,
+    PatientModel,
+    patient_model_from_control,
+    patient_model_from_posterior,
+    simulate_grid,
+)
+
+log = logging.getLogger("twinsim.run")
+
+__all__ = ["RunResult", "load_historical", "fit_scenario", "run_scenario", "summary_frame", "write_outputs"]
+
+#: Columns of summary.csv that the scenario contract fixes (docs/outputs.md), in order.
+SUMMARY_COLUMNS = ["replicates", "rejection_rate", "mcse", "mean_estimate", "bias", "rmse", "coverage"]
+#: Further columns twinsim adds after those.
+EXTRA_COLUMNS = ["alpha", "empirical_se", "mean_se", "failed", "mean_real_events", "mean_cut_time"]
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """Everything a run produced, in memory."""
+
+    scenario: Scenario
+    grid: Grid
+    results: xr.Dataset        #: per replicate (dims design, grid dims, replicate)
+    summary: pd.DataFrame      #: one row per design and grid point (summary.csv)
+    model: PatientModel        #: kernel arrays in trial time units
+    posterior: Posterior | None
+    historical: TrialData | None
+    provenance: dict = field(default_factory=dict)
+
+
+def load_historical(scenario: Scenario) -> TrialData:
+    """Load and check the scenario's historical data (raises DataError on bad input)."""
+    h = scenario.historical
+    if not isinstance(h.data, str):
+        raise TwinsimError(
+            "historical.data: ADaM input (adam: {adsl, adtte, paramcd}) is not implemented yet "
+            "(issue 3); export the analysis table to CSV with duration and event columns instead."
+        )
+    return load_data(
+        h.data, duration=h.duration, event=h.event, covariates=list(h.covariates), filter=dict(h.filter),
+        time_unit=h.time_unit, missing=h.missing, base_dir=scenario.base_dir, field="historical",
+    )
+
+
+def fit_scenario(scenario: Scenario, *, historical: TrialData | None = None, progress_bar: bool = False) -> Posterior:
+    """Fit (or load) the scenario's generative model.
+
+    The fit key is ``fold_in(jax.random.key(seed), KEY_FIT)``.
+    """
+    m = scenario.model
+    if m.posterior is not None:
+        path = Path(m.posterior)
+        path = path if path.is_absolute() else scenario.base_dir / path
+        post = Posterior.load(path)
+        if post.outcome != m.outcome and "outcome" in m.model_fields_set:
+            raise ModelError(f"model.posterior {str(path)!r} holds a {post.outcome} model but model.outcome is {m.outcome!r}; remove one of them.")
+        return post
+    data = historical if historical is not None else load_historical(scenario)
+    inf = m.inference
+    key = jax.random.fold_in(jax.random.key(scenario.seed), KEY_FIT)
+    return fit_data(
+        data, outcome=m.outcome, rng_key=key, chains=inf.chains, warmup=inf.warmup, draws=inf.draws,
+        target_accept=inf.target_accept, progress_bar=progress_bar, seed=scenario.seed,
+    )
+
+
+def summary_frame(oc: xr.Dataset, grid: Grid) -> pd.DataFrame:
+    """Operating characteristics as the summary.csv table (one row per design and grid point)."""
+    frame = oc.drop_vars("true_log_hr", errors="ignore").to_dataframe().reset_index()
+    cols = ["design", *grid.dims, *SUMMARY_COLUMNS, *[c for c in EXTRA_COLUMNS if c in frame]]
+    return frame[cols]
+
+
+def _hash_text(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _versions() -> dict:
+    import arviz
+    import numpyro
+
+    return {
+        "twinsim": __version__, "python": platform.python_version(), "jax": jax.__version__,
+        "numpyro": numpyro.__version__, "arviz": arviz.__version__, "numpy": np.__version__,
+        "xarray": xr.__version__, "pandas": pd.__version__,
+    }
+
+
+def run_scenario(
+    scenario: Scenario,
+    *,
+    posterior: Posterior | None = None,
+    historical: TrialData | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> RunResult:
+    """Run a scenario: fit or load the model, simulate every design and grid point, summarise.
+
+    Parameters
+    ----------
+    scenario : Scenario
+    posterior : Posterior, optional
+        Use this instead of fitting (e.g. one fitted earlier in the same session).
+    historical : TrialData, optional
+        Already loaded historical data (otherwise loaded from the scenario).
+    progress : callable ``progress(stage, done, total)``, optional
+
+    Returns
+    -------
+    RunResult
+    """
+    grid = build_grid(scenario)  # validates every grid point before any work
+    if scenario.control is not None:
+        model = patient_model_from_control(scenario.control)
+    else:
+        if posterior is None:
+            if historical is None and scenario.model.posterior is None:
+                historical = load_historical(scenario)
+            if progress:
+                progress("fit", 0, 1)
+            posterior = fit_scenario(scenario, historical=historical)
+            if progress:
+                progress("fit", 1, 1)
+        model = patient_model_from_posterior(posterior, scenario.trial.time_unit)
+
+    key = jax.random.fold_in(jax.random.key(scenario.seed), KEY_SIMULATE)
+    cb = (lambda done, total: progress("simulate", done, total)) if progress else None
+    results = simulate_grid(scenario, model, rng_key=key, grid=grid, progress=cb)
+    oc = operating_characteristics(results)
+    oc["alpha"] = results["alpha"]
+    summary = summary_frame(oc, grid)
+
+    scenario_text = yaml.safe_dump(scenario.to_dict(), sort_keys=False)
+    prov = {
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "versions": _versions(),
+        "seed": scenario.seed,
+        "replicates": scenario.replicates,
+        "scenario_sha256": _hash_text(scenario_text),
+        "key_tree": {"root": f"jax.random.key({scenario.seed})", "fit": f"fold_in(root, {KEY_FIT})",
+                     "simulate": f"fold_in(root, {KEY_SIMULATE})", "replicate r": "fold_in(simulate, r)"},
+        "grid": {k: list(v) for k, v in grid.dims.items()},
+    }
+    if scenario.control is not None:
+        prov["model"] = {"control": scenario.control.model_dump(exclude_none=True)}
+    else:
+        d = posterior.diagnostics
+        prov["model"] = {
+            "outcome": posterior.outcome,
+            "covariates": list(posterior.covariate_names),
+            "covariate_generator": "gaussian copula, empirical marginals",
+            "inference": posterior.inference,
+            "data_source": posterior.provenance.get("data_source"),
+            "data_hash": posterior.provenance.get("data_hash"),
+            "n": posterior.provenance.get("n"),
+            "n_events": posterior.provenance.get("n_events"),
+            "diagnostics": {
+                "max_r_hat": float(d["r_hat"].max()), "min_ess_bulk": float(d["ess_bulk"].min()),
+                "min_ess_tail": float(d["ess_tail"].min()), "divergences": int(posterior.divergences),
+            },
+            "fitted": posterior.provenance.get("created"),
+        }
+    results.attrs.update({
+        "title": f"twinsim results: {scenario.name}",
+        "twinsim_version": __version__,
+        "seed": scenario.seed,
+        "scenario": scenario_text,
+        "provenance": json.dumps({k: v for k, v in prov.items() if k != "created"}, default=str),
+    })
+    return RunResult(scenario, grid, results, summary, model, posterior, historical, prov)
+
+
+def _looks_like_output(path: Path) -> bool:
+    names = {p.name for p in path.iterdir()}
+    return not names or "provenance.json" in names
+
+
+def write_outputs(result: RunResult, out_dir: str | os.PathLike, *, report: bool = True) -> Path:
+    """Write summary.csv, results.nc, scenario.yaml, provenance.json and the report.
+
+    Everything goes to a temporary sibling folder first and is moved into ``out_dir``
+    only when complete.  An existing ``out_dir`` is replaced only if it is empty or an
+    earlier twinsim output (it holds ``provenance.json``); anything else is refused.
+    """
+    out = Path(out_dir)
+    if out.exists() and (not out.is_dir() or not _looks_like_output(out)):
+        raise TwinsimError(
+            f"--out {str(out)!r} exists and is not an earlier twinsim output folder; "
+            "choose a new folder (twinsim never overwrites files it did not write)."
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        result.summary.to_csv(tmp / "summary.csv", index=False)
+        result.results.to_netcdf(tmp / "results.nc")
+        (tmp / "scenario.yaml").write_text(yaml.safe_dump(result.scenario.to_dict(), sort_keys=False))
+        (tmp / "provenance.json").write_text(json.dumps(result.provenance, indent=2, default=str) + "\n")
+        if result.posterior is not None and result.scenario.model.posterior is None:
+            result.posterior.save(tmp / "posterior.nc")
+        if report:
+            from .report import write_report
+
+            write_report(result, tmp)
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+            os.rename(out, old / "previous")
+            os.rename(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
