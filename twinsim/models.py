@@ -223,7 +223,7 @@ class CovariateCopula:
         quantiles = np.sort(values, axis=0).T.copy()
         discrete = np.all(values == np.round(values), axis=0)
         scores = np.column_stack([_normal_scores(values[:, j]) for j in range(p)])
-        constant = values.std(axis=0) == 0
+        constant = np.ptp(values, axis=0) == 0
         corr = np.eye(p)
         if p > 1:
             keep = ~constant

@@ -112,15 +112,16 @@ def _hash_text(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _versions() -> dict:
-    import arviz
+def _versions(posterior: Posterior | None) -> dict:
     import numpyro
 
-    return {
+    versions = {
         "twinsim": __version__, "python": platform.python_version(), "jax": jax.__version__,
-        "numpyro": numpyro.__version__, "arviz": arviz.__version__, "numpy": np.__version__,
-        "xarray": xr.__version__, "pandas": pd.__version__,
+        "numpyro": numpyro.__version__, "numpy": np.__version__, "xarray": xr.__version__, "pandas": pd.__version__,
     }
+    if posterior is not None:  # arviz's version comes from the fit (arviz is used in fit.py only)
+        versions.update({f"fit_{k}": v for k, v in posterior.provenance.get("versions", {}).items()})
+    return versions
 
 
 def run_scenario(
@@ -169,7 +170,7 @@ def run_scenario(
     scenario_text = yaml.safe_dump(scenario.to_dict(), sort_keys=False)
     prov = {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "versions": _versions(),
+        "versions": _versions(posterior),
         "seed": scenario.seed,
         "replicates": scenario.replicates,
         "scenario_sha256": _hash_text(scenario_text),
@@ -191,7 +192,7 @@ def run_scenario(
             "n": posterior.provenance.get("n"),
             "n_events": posterior.provenance.get("n_events"),
             "diagnostics": {
-                "max_r_hat": float(d["r_hat"].max()), "min_ess_bulk": float(d["ess_bulk"].min()),
+                "max_r_hat": float(np.nanmax(d["r_hat"])) if d["r_hat"].notna().any() else None, "min_ess_bulk": float(d["ess_bulk"].min()),
                 "min_ess_tail": float(d["ess_tail"].min()), "divergences": int(posterior.divergences),
             },
             "fitted": posterior.provenance.get("created"),
