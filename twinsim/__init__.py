@@ -3,6 +3,11 @@
 Importing twinsim switches JAX to 64-bit floats (``jax_enable_x64``): operating
 characteristics must be reproducible to the last digit and the log-rank and Cox sums
 are checked against lifelines at tight tolerance.
+
+The data flow is the module layout: ``data`` (load and check) -> ``fit`` (NUTS posterior
+of a ``models`` generative model) -> ``simulate`` (one JAX kernel, vmapped over replicates)
+-> ``analysis`` (log-rank, Cox, operating characteristics) -> ``report``; ``scenario``
+is the contract and ``run`` strings the stages together.
 """
 
 import jax as _jax
@@ -10,3 +15,32 @@ import jax as _jax
 _jax.config.update("jax_enable_x64", True)
 
 __version__ = "0.1.0"
+
+from .analysis import decide, kaplan_meier, logrank_cox, operating_characteristics  # noqa: E402
+from .data import TrialData, list_datasets, load_data  # noqa: E402
+from .errors import (  # noqa: E402
+    ConvergenceWarning,
+    DataError,
+    ModelError,
+    ScenarioError,
+    StatisticalWarning,
+    TwinsimError,
+    TwinsimWarning,
+)
+from .fit import Posterior, fit, fit_data  # noqa: E402
+from .models import CovariateCopula  # noqa: E402
+from .run import RunResult, fit_scenario, run_scenario, write_outputs  # noqa: E402
+from .scenario import Scenario, build_grid, load_scenario  # noqa: E402
+from .simulate import predictive_km, sample_patients, simulate_grid  # noqa: E402
+
+__all__ = [
+    "__version__",
+    "TrialData", "load_data", "list_datasets",
+    "Posterior", "fit", "fit_data", "CovariateCopula",
+    "Scenario", "load_scenario", "build_grid",
+    "simulate_grid", "sample_patients", "predictive_km",
+    "logrank_cox", "kaplan_meier", "decide", "operating_characteristics",
+    "RunResult", "run_scenario", "fit_scenario", "write_outputs",
+    "TwinsimError", "DataError", "ScenarioError", "ModelError",
+    "TwinsimWarning", "ConvergenceWarning", "StatisticalWarning",
+]

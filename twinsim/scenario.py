@@ -12,6 +12,7 @@ import copy
 import difflib
 import itertools
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Literal, Sequence, Union
@@ -402,7 +403,7 @@ def _format_loc(loc: tuple, raw: dict) -> str:
             continue  # pydantic's union branch labels
         out.append(("." if out else "") + str(part))
         node = node.get(part) if isinstance(node, dict) else None
-    return "".join(out) or "(top level)"
+    return "".join(out)
 
 
 def _allowed_fields(loc: tuple) -> list[str]:
@@ -439,7 +440,7 @@ def _validation_message(err: ValidationError, raw: dict, origin: str) -> str:
             if hint:
                 msg += f"; did you mean {hint[0]!r}?"
             if allowed:
-                msg += f" Allowed here: {', '.join(allowed)}."
+                msg += f" (allowed here: {', '.join(allowed)})"
         else:
             msg = e["msg"].removeprefix("Value error, ")
             if e["type"] not in ("missing",) and "input" in e and not isinstance(e["input"], (dict, list)):
@@ -447,7 +448,7 @@ def _validation_message(err: ValidationError, raw: dict, origin: str) -> str:
         if (loc, msg) in seen:
             continue
         seen.add((loc, msg))
-        lines.append(f"{loc}: {msg}")
+        lines.append(f"{loc}: {msg}" if loc else msg)
     if len(lines) > 6:
         lines = lines[:6] + [f"... and {len(lines) - 6} more"]
     return f"{origin}: invalid scenario. " + "; ".join(lines) + ". See docs/scenario-reference.md for every field."
@@ -603,6 +604,22 @@ def _is_int_field(path: str) -> bool:
 # --------------------------------------------------------------------------- reference
 
 
+_SECTION_HINT = {
+    "historical": "Section `historical` below; with `model`, or give `control` instead.",
+    "model": "Section `model` below.",
+    "control": "Section `control` below: an assumed distribution instead of `historical` + `model`.",
+    "trial": "Section `trial` below.",
+    "effect": "Section `effect` below.",
+    "drift": "Section `drift` below.",
+    "designs": "A list of `designs[]` entries (below); compared side by side on the same simulated trials.",
+    "analysis": "Section `analysis` below.",
+    "inference": "Section `model.inference` below.",
+    "accrual": "Section `trial.accrual` below.",
+    "dropout": "Section `trial.dropout` below; none if omitted.",
+    "cut": "Section `trial.cut` below.",
+}
+
+
 def scenario_reference() -> str:
     """Markdown reference of every scenario field, generated from the models."""
     sections = [
@@ -623,15 +640,18 @@ def scenario_reference() -> str:
         doc = (model.__doc__ or "").strip().splitlines()[0]
         out += [f"## `{title}`", "", doc, "", "| field | type | default | meaning |", "|---|---|---|---|"]
         for fname, f in model.model_fields.items():
-            ann = str(f.annotation).replace("typing.", "").replace("twinsim.scenario.", "")
-            ann = ann.replace("|", "or").replace("<class '", "").replace("'>", "")
+            ann = re.sub(r"\b[\w]+\.", "", str(f.annotation)).replace("<class '", "").replace("'>", "")
+            ann = ann.replace("|", "or")
             if f.is_required():
                 default = "required"
+            elif f.default_factory in (dict, list):
+                default = "`{}`" if f.default_factory is dict else "`[]`"
             elif f.default_factory is not None:
-                default = "(section defaults)" if isinstance(f.default_factory, type) else "`{}`"
+                default = "(section defaults)"
             else:
                 default = f"`{f.default}`" if f.default is not None else "none"
-            out.append(f"| `{fname}` | {ann} | {default} | {(f.description or '').replace('|', '/')} |")
+            desc = f.description or _SECTION_HINT.get(fname, "")
+            out.append(f"| `{fname}` | {ann} | {default} | {desc.replace('|', '/')} |")
         out.append("")
     return "\n".join(out)
 
