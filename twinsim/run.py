@@ -43,7 +43,7 @@ from .simulate import (
 
 log = logging.getLogger("twinsim.run")
 
-__all__ = ["RunResult", "load_historical", "fit_scenario", "run_scenario", "summary_frame", "write_outputs"]
+__all__ = ["RunResult", "check_out_dir", "load_historical", "fit_scenario", "run_scenario", "summary_frame", "write_outputs"]
 
 #: Columns of summary.csv that the scenario contract fixes (docs/outputs.md), in order.
 SUMMARY_COLUMNS = ["replicates", "rejection_rate", "mcse", "mean_estimate", "bias", "rmse", "coverage"]
@@ -207,9 +207,20 @@ def run_scenario(
     return RunResult(scenario, grid, results, summary, model, posterior, historical, prov)
 
 
-def _looks_like_output(path: Path) -> bool:
-    names = {p.name for p in path.iterdir()}
-    return not names or "provenance.json" in names
+def check_out_dir(out_dir: str | os.PathLike) -> None:
+    """Refuse an output folder that exists and is not an earlier twinsim output.
+
+    Called before any work (by the CLI) and again when writing.
+    """
+    out = Path(out_dir)
+    if not out.exists():
+        return
+    if out.is_dir() and (not any(out.iterdir()) or (out / "provenance.json").is_file()):
+        return
+    raise TwinsimError(
+        f"--out {str(out)!r} exists and is not an earlier twinsim output folder; "
+        "choose a new folder (twinsim never overwrites files it did not write)."
+    )
 
 
 def write_outputs(result: RunResult, out_dir: str | os.PathLike, *, report: bool = True) -> Path:
@@ -220,13 +231,12 @@ def write_outputs(result: RunResult, out_dir: str | os.PathLike, *, report: bool
     earlier twinsim output (it holds ``provenance.json``); anything else is refused.
     """
     out = Path(out_dir)
-    if out.exists() and (not out.is_dir() or not _looks_like_output(out)):
-        raise TwinsimError(
-            f"--out {str(out)!r} exists and is not an earlier twinsim output folder; "
-            "choose a new folder (twinsim never overwrites files it did not write)."
-        )
+    check_out_dir(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; the output is an ordinary folder
     try:
         result.summary.to_csv(tmp / "summary.csv", index=False)
         result.results.to_netcdf(tmp / "results.nc")
