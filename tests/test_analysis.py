@@ -6,6 +6,7 @@ lifelines.KaplanMeierFitter (Greenwood, exponential/log(-log) limits).
 """
 
 import warnings
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -145,3 +146,14 @@ def test_kaplan_meier_matches_lifelines(ties):
     grid = np.linspace(0, time.max(), 37)
     on_grid = np.asarray(km_on_grid(time, event, grid))
     np.testing.assert_allclose(on_grid, kmf.survival_function_at_times(grid).to_numpy(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_tie_free_path_equals_exact_path_without_ties(weighted):
+    """The simulator's ties=False path (continuous times) must give the exact path's answer."""
+    time, event, g, w = _trial(np.random.default_rng(13), weighted=weighted)
+    assert len(np.unique(time)) == len(time)
+    exact = logrank_cox(time, event, g, w)
+    fast = jax.jit(partial(_logrank_cox, ties=False))(time, event, g, w)
+    for a, b in zip(exact, fast):
+        assert float(a) == pytest.approx(float(b), rel=1e-12, abs=1e-14)

@@ -27,7 +27,7 @@ from .errors import (  # noqa: E402
     TwinsimError,
     TwinsimWarning,
 )
-from .fit import Posterior, fit, fit_data  # noqa: E402
+from .fit import Posterior, fit_data  # noqa: E402  (twinsim.fit stays the module)
 from .models import CovariateCopula  # noqa: E402
 from .run import RunResult, fit_scenario, run_scenario, write_outputs  # noqa: E402
 from .scenario import Scenario, build_grid, load_scenario  # noqa: E402
@@ -36,7 +36,7 @@ from .simulate import predictive_km, sample_patients, simulate_grid  # noqa: E40
 __all__ = [
     "__version__",
     "TrialData", "load_data", "list_datasets",
-    "Posterior", "fit", "fit_data", "CovariateCopula",
+    "Posterior", "fit_data", "CovariateCopula",
     "Scenario", "load_scenario", "build_grid",
     "simulate_grid", "sample_patients", "predictive_km",
     "logrank_cox", "kaplan_meier", "decide", "operating_characteristics",

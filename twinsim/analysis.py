@@ -83,10 +83,10 @@ def _argsort_packed(t):
 
 
 def _rev_cumsum(x):
-    return jnp.cumsum(x[::-1])[::-1]
+    return jnp.cumsum(x[::-1], axis=0)[::-1]
 
 
-def logrank_cox(time, event, group, weight, *, newton_steps: int = 8) -> SurvivalTest:
+def logrank_cox(time, event, group, weight, *, newton_steps: int = 6, ties: bool = True) -> SurvivalTest:
     """Weighted log-rank test and Cox (Efron) hazard ratio for one trial.
 
     Parameters
@@ -100,7 +100,14 @@ def logrank_cox(time, event, group, weight, *, newton_steps: int = 8) -> Surviva
     weight : array (n,), float >= 0
         Analysis weight; 0 removes the patient (fixed-shape masking).
     newton_steps : int (static)
-        Newton-Raphson iterations from the log-rank one-step estimate ``U / V``.
+        Newton-Raphson iterations from the log-rank one-step estimate ``U / V`` (5 reach
+        machine precision for hazard ratios 0.2-1 on 300 patients; the result is flagged
+        invalid if the last step exceeds 1e-6).
+    ties : bool (static)
+        True (default): exact handling of tied times (Efron; hypergeometric log-rank
+        variance).  False: every time is taken as distinct, which skips the tie-group
+        bookkeeping; the simulator uses it because its follow-up times are continuous
+        (a tie has probability about n^2 2^-52), and the two agree exactly without ties.
 
     Returns
     -------
@@ -117,35 +124,43 @@ def logrank_cox(time, event, group, weight, *, newton_steps: int = 8) -> Surviva
     e, g, w = jnp.take_along_axis(jnp.stack([e, g, w], -1), order[:, None], axis=0).T
     inside = w > 0
 
-    idx = jnp.arange(n_all)
-    is_start = jnp.concatenate([jnp.array([True]), tkey[1:] != tkey[:-1]])
-    is_end = jnp.concatenate([tkey[1:] != tkey[:-1], jnp.array([True])])
-    start = jax.lax.cummax(jnp.where(is_start, idx, 0))
-    end = jax.lax.cummin(jnp.where(is_end, idx, n_all - 1), reverse=True)
-
-    def at_risk(x):  # sum of x over patients with time >= this patient's tie group
-        return _rev_cumsum(x)[start]
-
-    def in_tie(x):  # sum of x over this patient's tie group
-        c = jnp.cumsum(x)
-        return c[end] - c[start] + x[start]
-
     we, we1 = w * e, w * e * g
-    n_w, n1_w = at_risk(w), at_risk(w * g)
-    n_u = at_risk(inside.astype(dtype))
-    d_w, d1_w, d_u = in_tie(we), in_tie(we1), in_tie(e)
+    if ties:
+        idx = jnp.arange(n_all)
+        is_start = jnp.concatenate([jnp.array([True]), tkey[1:] != tkey[:-1]])
+        is_end = jnp.concatenate([tkey[1:] != tkey[:-1], jnp.array([True])])
+        start = jax.lax.cummax(jnp.where(is_start, idx, 0))
+        end = jax.lax.cummin(jnp.where(is_end, idx, n_all - 1), reverse=True)
+
+        def at_risk(x):  # sum of x over patients with time >= this patient's tie group
+            return _rev_cumsum(x)[start]
+
+        def in_tie(x):  # sum of x over this patient's tie group
+            c = jnp.cumsum(x)
+            return c[end] - c[start] + x[start]
+
+        n_w, n1_w = at_risk(w), at_risk(w * g)
+        n_u = at_risk(inside.astype(dtype))
+        d_w, d1_w, d_u = in_tie(we), in_tie(we1), in_tie(e)
+        rank = jnp.cumsum(e) - e - (jnp.cumsum(e)[start] - e[start])
+    else:  # every time distinct: each patient is its own tie group
+        is_end = jnp.ones(n_all, bool)
+        at_risk = _rev_cumsum(jnp.stack([w, w * g], -1))  # one scan for both sums
+        n_w, n1_w = at_risk[:, 0], at_risk[:, 1]
+        n_u = jnp.sum(inside) - jnp.arange(n_all, dtype=dtype)  # padding sorts last (time inf)
+        d_w, d1_w, d_u = we, we1, e
+        rank = jnp.zeros_like(e)
 
     # log-rank: one term per tie group with events (taken at the group's last element)
     rep = is_end & (d_u > 0)
     p1 = jnp.where(n_w > 0, n1_w / jnp.where(n_w > 0, n_w, 1.0), 0.0)
-    ties = jnp.where(n_u > 1, (n_u - d_u) / jnp.maximum(n_u - 1.0, 1.0), 1.0)
+    tie_factor = jnp.where(n_u > 1, (n_u - d_u) / jnp.maximum(n_u - 1.0, 1.0), 1.0)
     u = jnp.sum(jnp.where(rep, d1_w - d_w * p1, 0.0))
-    v = jnp.sum(jnp.where(rep, d_w * p1 * (1.0 - p1) * ties, 0.0))
+    v = jnp.sum(jnp.where(rep, d_w * p1 * (1.0 - p1) * tie_factor, 0.0))
     z = jnp.where(v > 0, u / jnp.sqrt(jnp.where(v > 0, v, 1.0)), 0.0)
 
     # Cox with Efron ties: each event at within-tie rank l subtracts l/d of the tie's sums
     is_event = e > 0
-    rank = jnp.cumsum(e) - e - (jnp.cumsum(e)[start] - e[start])
     phi = jnp.where(d_u > 0, rank / jnp.where(d_u > 0, d_u, 1.0), 0.0)
     wbar = jnp.where(d_u > 0, d_w / jnp.where(d_u > 0, d_u, 1.0), 0.0)
     risk1 = n1_w - phi * d1_w
