@@ -14,7 +14,7 @@ import pytest
 import xarray as xr
 from scipy import stats
 
-from twinsim.analysis import operating_characteristics
+from twinsim.analysis import decide, operating_characteristics
 from twinsim.scenario import build_grid, load_scenario, parse_scenario
 from twinsim.simulate import (
     KEY_SIMULATE,
@@ -64,6 +64,12 @@ def test_planning_power_and_type_one_error_match_reference():
     assert int(ds.real_events.min()) == int(ds.real_events.max()) == 247
     # Wald interval coverage at HR 0.7: 0.95 within 3 MC SE (sqrt(.95 * .05 / 4000) = 0.0034)
     assert abs(float(oc.coverage.sel(hazard_ratio=0.7)) - 0.95) < 3 * 0.0035
+    # one-sided test (alternative: less) at 0.025 on the same trials: level 0.025 within 3 MC SE,
+    # and power close to the two-sided 0.05 test's (same critical value on the favourable side)
+    z = ds.z.sel(design="rct", drift=1.0)
+    one_sided = decide(z, 0.025, "less").mean("replicate")
+    assert abs(float(one_sided.sel(hazard_ratio=1.0)) - 0.025) < 3 * math.sqrt(0.025 * 0.975 / r)
+    assert float(one_sided.sel(hazard_ratio=0.7)) == pytest.approx(power, abs=0.01)
 
 
 @pytest.mark.parametrize("dist,shape", [("exponential", None), ("weibull", 1.6)])
@@ -163,3 +169,22 @@ def test_calendar_cut_and_accrual_rate():
     ds = _run(sc)
     # 200 patients over 20 months: about half enrolled by month 10 (binomial SE ~ 7)
     assert abs(float(ds.n_analysed.mean()) - 100) < 3
+
+
+@pytest.mark.slow
+def test_rct_keeps_alpha_with_a_fitted_posterior_and_covariates(quiet_convergence):
+    """The full path (copula covariates, Weibull PH, a fresh posterior draw as truth per
+    replicate, dropout, event-driven cut): the randomised design's log-rank test is exact
+    whatever the truth, so its type I error is alpha within 3 MC SE (sqrt(.05 * .95 / 3000))."""
+    from twinsim.run import run_scenario
+
+    sc = load_scenario(
+        "scenarios/actg175_hybrid_control.yaml",
+        overrides=["replicates=3000", "sweep={}", "effect.hazard_ratio=1.0", "drift.hazard_ratio=1.0",
+                   "model.inference.chains=1", "model.inference.warmup=150", "model.inference.draws=150",
+                   "designs=[{name: rct, real_control: 300}]"],
+    )
+    result = run_scenario(sc)
+    rate = float(result.summary["rejection_rate"].iloc[0])
+    assert abs(rate - 0.05) < 3 * math.sqrt(0.05 * 0.95 / 3000)
+    assert int(result.results.real_events.min()) == 200

@@ -271,7 +271,7 @@ def design_configs(grid: Grid) -> ConfigTable:
 def _batch_size(sizes: Sizes, n_configs: int, replicates: int, budget_bytes: float = 4e8) -> int:
     per_replicate = (sizes.max_treat + sizes.max_real + sizes.max_syn) * 8 * 40 + n_configs * 64
     # batches of a few hundred keep intermediates in cache: 1.5x faster than thousands (docs/performance.md)
-    return int(max(1, min(replicates, budget_bytes // per_replicate, 256)))
+    return int(max(1, min(replicates, budget_bytes // per_replicate, 128)))
 
 
 def simulate_grid(
