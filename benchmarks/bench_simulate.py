@@ -11,9 +11,9 @@ What it does, in one run:
    (``effect.hazard_ratio=0.7``, ``replicates=R``): simulation plus log-rank and Cox (Efron),
    both computed by the kernel.  One call compiles, then the median of ``--repeats`` calls
    is timed (compile time excluded, reported separately).
-2. The per-patient data of the first K replicates are rebuilt by a helper that mirrors
-   ``twinsim.simulate.simulate_trial`` / ``_analyse`` (same keys, same internals), checked
-   against ``simulate_grid``'s own Z and log HR, and handed to lifelines: a plain Python
+2. The per-patient data of the first K replicates come from
+   ``twinsim.simulate.simulate_trial_data`` (the kernel's own simulation, same keys),
+   checked by ``analyse_trial`` against ``simulate_grid``'s own Z and log HR, and handed to lifelines: a plain Python
    loop of ``lifelines.statistics.logrank_test`` and one of ``CoxPHFitter().fit`` over
    those K trials.  twinsim's Z^2 must equal lifelines' log-rank statistic to 1e-8
    (relative) on every one of them: the two sides analyse the same trials.
@@ -37,7 +37,6 @@ import sys
 import time
 import warnings
 from collections import Counter
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -49,19 +48,16 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 import twinsim  # noqa: E402,F401  (switches JAX to float64)
-from twinsim.analysis import kth_smallest, logrank_cox  # noqa: E402
 from twinsim.scenario import build_grid, load_scenario  # noqa: E402
 from twinsim.simulate import (  # noqa: E402
     KEY_SIMULATE,
-    DesignConfig,
-    Sizes,
     _batch_size,
-    _draw_pool,
-    _follow_up,
+    analyse_trial,
     design_configs,
     patient_model_from_control,
     simulate_grid,
     simulate_replicates,
+    simulate_trial_data,
 )
 
 SCENARIO = ROOT / "scenarios" / "planning_schoenfeld.yaml"
@@ -88,78 +84,10 @@ def block(x):
     return jax.tree_util.tree_map(lambda a: a.block_until_ready(), x)
 
 
-def _trial_data(key, model, cfg: DesignConfig, sizes: Sizes):
-    """Per-patient (time, event, group, weight) of one replicate: mirrors simulate_trial + _analyse.
-
-    Same key splits, same ``_draw_pool`` / ``_follow_up`` calls, same cut and censoring as
-    ``twinsim.simulate._analyse``, stopping just before ``logrank_cox``.
-    """
-    k_truth, k_t, k_c, k_s, k_idx = jax.random.split(key, 5)
-    n_draws = model.log_scale.shape[0]
-    s = jax.random.randint(k_truth, (), 0, n_draws)
-    syn_idx = jax.random.randint(k_idx, (sizes.max_syn,), 0, n_draws)
-    (lt_t, ik_t, a_t, d_t), (lt_c, ik_c, a_c, d_c), (lt_s, ik_s, a_s, d_s) = (
-        _draw_pool(k_t, model, sizes.max_treat, s),
-        _draw_pool(k_c, model, sizes.max_real, s),
-        _draw_pool(k_s, model, sizes.max_syn, syn_idx),
-    )
-    trt = _follow_up(lt_t, ik_t, cfg.log_hr + cfg.log_drift, a_t, d_t, cfg.n_treat, cfg, sizes.max_treat)
-    ctl = _follow_up(lt_c, ik_c, cfg.log_drift, a_c, d_c, cfg.n_real, cfg, sizes.max_real)
-    syn = _follow_up(lt_s, ik_s, 0.0, a_s, d_s, cfg.n_syn, cfg, sizes.max_syn)
-    if sizes.event_driven:
-        cal = [jnp.where(inside & (t <= drop), entry + t, jnp.inf) for t, entry, drop, inside in (trt, ctl)]
-        cut = kth_smallest(jnp.concatenate(cal), cfg.cut_events)
-    else:
-        cut = cfg.cut_time
-
-    def censor(pool):
-        t, entry, drop, inside = pool
-        enrolled = inside & (entry < cut)
-        event = enrolled & (t <= drop) & (entry + t <= cut)
-        tm = jnp.where(event, t, jnp.minimum(drop, cut - entry))
-        return tm, event, enrolled
-
-    (tt, et, it), (tc, ec, ic), (ts, es, is_) = censor(trt), censor(ctl), censor(syn)
-    tm = jnp.concatenate([tt, tc, ts])
-    event = jnp.concatenate([et, ec, es])
-    group = jnp.concatenate([jnp.ones_like(tt), jnp.zeros_like(tc), jnp.zeros_like(ts)])
-    weight = jnp.concatenate([it * 1.0, ic * 1.0, is_ * cfg.syn_weight])
-    return tm, event, group, weight
-
-
-def _trial_data_batch(keys, model, cfg, sizes):
-    return jax.vmap(_trial_data, in_axes=(0, None, None, None))(keys, model, cfg, sizes)
-
-
-trial_data_batch = jax.jit(_trial_data_batch, static_argnames=("sizes",))
-
-
-def kernel_logrank_kwargs(model, configs, sizes, keys) -> dict:
-    """Keyword arguments with which the kernel's ``_analyse`` calls ``logrank_cox``.
-
-    Found by tracing ``simulate_trial`` once with a recording stand-in for the module's
-    ``logrank_cox`` (restored at once), so the benchmark analyses the extracted trials
-    exactly as the kernel does, whatever options the installed kernel passes.
-    """
-    import twinsim.simulate as sim
-
-    seen: dict = {}
-    original = sim.logrank_cox
-
-    def spy(*args, **kwargs):
-        seen.update(kwargs)
-        return original(*args, **kwargs)
-
-    sim.logrank_cox = spy
-    try:
-        jax.eval_shape(lambda k: jax.vmap(sim.simulate_trial, in_axes=(0, None, None, None))(k, model, configs, sizes), keys)
-    finally:
-        sim.logrank_cox = original
-    return seen
-
-
-def make_analyse_batch(kwargs: dict):
-    return jax.jit(jax.vmap(partial(logrank_cox, **kwargs)))
+#: per-patient data of a batch of replicates for one configuration (what the kernel analyses)
+trial_data_batch = jax.jit(jax.vmap(simulate_trial_data, in_axes=(0, None, None, None)), static_argnames=("sizes",))
+#: the kernel's own analysis of such data
+analyse_batch = jax.jit(jax.vmap(analyse_trial))
 
 SCANS = ("cumsum", "cummax", "cummin", "cumprod", "cumlogsumexp")
 
@@ -276,12 +204,10 @@ def bench_twinsim(replicates: int, repeats: int, split_repeats: int) -> dict:
     cfg = jax.tree_util.tree_map(lambda a: a[0], table.configs)
     t0 = time.perf_counter()
     data = block(trial_data_batch(keys, model, cfg, table.sizes))
-    lr_kwargs = kernel_logrank_kwargs(model, table.configs, table.sizes, keys[:1])
-    analyse_batch = make_analyse_batch(lr_kwargs)
-    block(analyse_batch(*data))
+    block(analyse_batch(data))
     compile_split = time.perf_counter() - t0
     s_med, _ = median_time(lambda: block(trial_data_batch(keys, model, cfg, table.sizes)), split_repeats)
-    a_med, _ = median_time(lambda: block(analyse_batch(*data)), split_repeats)
+    a_med, _ = median_time(lambda: block(analyse_batch(data)), split_repeats)
     log(f"kernel batch {batch}: {k_med / batch * 1e6:.0f} us/trial; simulation part {s_med / batch * 1e6:.0f}, "
         f"analysis part {a_med / batch * 1e6:.0f} (compile of the split helpers {compile_split:.1f} s)")
 
@@ -306,14 +232,14 @@ def bench_twinsim(replicates: int, repeats: int, split_repeats: int) -> dict:
         "n_batches": n_batches, "first_s": first, "median_s": med, "times": times,
         "us": med / replicates * 1e6, "kernel_us": k_med / batch * 1e6,
         "sim_us": s_med / batch * 1e6, "ana_us": a_med / batch * 1e6, "power": reject,
-        "analyse_batch": analyse_batch, "lr_kwargs": lr_kwargs,
         "sorts": sorts, "scans": scans, "gathers": gathers, "batch_sweep": batch_sweep,
     }
 
 
 def extract_trials(tw: dict, k: int) -> list[dict]:
     """The first ``k`` replicates as per-patient numpy arrays (enrolled patients only)."""
-    tm, ev, gr, wt = (np.asarray(a[:k]) for a in tw["data"])
+    d = tw["data"]
+    tm, ev, gr, wt = (np.asarray(a[:k]) for a in (d.time, d.event, d.group, d.weight))
     trials = []
     for i in range(k):
         keep = wt[i] > 0
@@ -322,8 +248,8 @@ def extract_trials(tw: dict, k: int) -> list[dict]:
 
 
 def check_mirror(tw: dict, k: int) -> dict:
-    """The helper's data, analysed by logrank_cox, reproduce simulate_grid's replicates 0..k-1."""
-    res = tw["analyse_batch"](*(a[:k] for a in tw["data"]))
+    """``simulate_trial_data`` + ``analyse_trial`` reproduce simulate_grid's replicates 0..k-1."""
+    res = analyse_batch(jax.tree_util.tree_map(lambda a: a[:k], tw["data"]))
     ds = tw["ds"]
     z_grid = np.asarray(ds["z"]).reshape(-1, ds.sizes["replicate"])[0, :k]
     lhr_grid = np.asarray(ds["log_hr"]).reshape(-1, ds.sizes["replicate"])[0, :k]
@@ -550,11 +476,10 @@ def render(args, facts, tw, ll, comps, kernel_sorts, kernel_gathers, load_before
     a("")
     a("### Same trials on both sides")
     a("")
-    a(f"The per-patient data of replicates 0..{ll['k'] - 1} are rebuilt by a helper in the benchmark that mirrors")
-    a("`twinsim.simulate.simulate_trial` / `_analyse` (same replicate keys, same `_draw_pool`, `_follow_up`, cut and")
-    a("censoring).  Checked in the run (the benchmark stops if a check fails):")
+    a(f"The per-patient data of replicates 0..{ll['k'] - 1} come from `twinsim.simulate.simulate_trial_data`, the")
+    a("kernel's own simulation for the same replicate keys.  Checked in the run (the benchmark stops if a check fails):")
     a("")
-    a("- the helper's data, analysed by `logrank_cox`, reproduce `simulate_grid`'s own results for those replicates:")
+    a("- those data, analysed by `twinsim.simulate.analyse_trial`, reproduce `simulate_grid`'s own results:")
     a(f"  max |ΔZ| = {tw['mirror']['dz']:.1e}, max |Δ log HR| = {tw['mirror']['dl']:.1e};")
     a(f"- twinsim's log-rank Z² equals `lifelines.statistics.logrank_test(...).test_statistic` on all {ll['k']} trials:")
     a(f"  max relative difference {ll['lr_rel']:.1e} (required < 1e-8);")
@@ -589,8 +514,7 @@ def render(args, facts, tw, ll, comps, kernel_sorts, kernel_gathers, load_before
     a("| part | µs per trial |")
     a("|---|---:|")
     a(f"| simulation: draw 600 patients, event-driven cut (247th of 600 calendar times), censoring | {fmt(tw['sim_us'])} |")
-    kw = "".join(f", {k}={v!r}" for k, v in tw["lr_kwargs"].items())
-    a(f"| analysis: `logrank_cox(time, event, group, weight{kw})` as the kernel calls it (log-rank, then Cox by Newton) "
+    a("| analysis: `analyse_trial`, the kernel's `logrank_cox(..., ties=False)` (log-rank, then Cox by Newton) "
       f"| {fmt(tw['ana_us'])} |")
     a("")
     parts = tw["sim_us"] + tw["ana_us"]

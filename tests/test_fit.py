@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-import twinsim.fit as fit_module
+import twinsim.fit.posterior as posterior_module
 from twinsim.errors import ConvergenceWarning, ModelError
 from twinsim.fit import Posterior, check_convergence, fit, fit_data
 from twinsim.models import CovariateCopula
@@ -342,7 +342,7 @@ def test_failed_save_leaves_no_partial_file(tiny_fit, tmp_path, monkeypatch):
         Path(filename).write_bytes(b"\x89HDF half a file")  # a partial write, then failure
         raise OSError("No space left on device")
 
-    monkeypatch.setattr(fit_module.az.InferenceData, "to_netcdf", broken_to_netcdf)
+    monkeypatch.setattr(posterior_module.az.InferenceData, "to_netcdf", broken_to_netcdf)
     new = tmp_path / "new.nc"
     with pytest.raises(OSError, match="No space"):
         post.save(new)

@@ -119,7 +119,7 @@ def _versions(posterior: Posterior | None) -> dict:
         "twinsim": __version__, "python": platform.python_version(), "jax": jax.__version__,
         "numpyro": numpyro.__version__, "numpy": np.__version__, "xarray": xr.__version__, "pandas": pd.__version__,
     }
-    if posterior is not None:  # arviz's version comes from the fit (arviz is used in fit.py only)
+    if posterior is not None:  # arviz's version comes from the fit (arviz is used in twinsim/fit/ only)
         versions.update({f"fit_{k}": v for k, v in posterior.provenance.get("versions", {}).items()})
     return versions
 

@@ -52,6 +52,9 @@ __all__ = [
     "DesignConfig",
     "Sizes",
     "simulate_trial",
+    "simulate_trial_data",
+    "analyse_trial",
+    "SimulatedTrial",
     "simulate_replicates",
     "design_configs",
     "patient_model_from_posterior",
@@ -161,16 +164,46 @@ def _follow_up(log_t, inv_k, log_mult, entry_frac, dropout_e, n, cfg: DesignConf
     return t, entry, drop, in_design
 
 
-def _analyse(pools, cfg: DesignConfig, sizes: Sizes) -> TrialOutcome:
+class SimulatedTrial(NamedTuple):
+    """One simulated trial as analysed: patients padded to the largest design (a pytree).
+
+    ``time`` (n,) follow-up in trial time units; ``event`` (n,) 1 = event observed;
+    ``group`` (n,) 1 = treatment; ``weight`` (n,) 1 for real patients, the design's weight
+    for synthetic controls, 0 for patients outside the design or not enrolled by the cut;
+    ``cut_time`` the calendar time of the analysis; ``real_events`` events among real
+    patients.  Patients are ordered treatment, real controls, synthetic controls.
+    """
+
+    time: jax.Array
+    event: jax.Array
+    group: jax.Array
+    weight: jax.Array
+    cut_time: jax.Array
+    real_events: jax.Array
+
+
+def _draw_pools(key, model: PatientModel, sizes: Sizes):
+    """Latent patients of one replicate: the truth draw, then treatment, control, synthetic pools."""
+    k_truth, k_t, k_c, k_s, k_idx = jax.random.split(key, 5)
+    n_draws = model.log_scale.shape[0]
+    s = jax.random.randint(k_truth, (), 0, n_draws)
+    syn_idx = jax.random.randint(k_idx, (sizes.max_syn,), 0, n_draws)
+    return (
+        _draw_pool(k_t, model, sizes.max_treat, s),
+        _draw_pool(k_c, model, sizes.max_real, s),
+        _draw_pool(k_s, model, sizes.max_syn, syn_idx),
+    )
+
+
+def _censor(pools, cfg: DesignConfig, sizes: Sizes) -> SimulatedTrial:
+    """Apply one configuration to the pools: effect, drift, accrual, dropout, cut, censoring."""
     (lt_t, ik_t, a_t, d_t), (lt_c, ik_c, a_c, d_c), (lt_s, ik_s, a_s, d_s) = pools
     trt = _follow_up(lt_t, ik_t, cfg.log_hr + cfg.log_drift, a_t, d_t, cfg.n_treat, cfg, sizes.max_treat)
     ctl = _follow_up(lt_c, ik_c, cfg.log_drift, a_c, d_c, cfg.n_real, cfg, sizes.max_real)
     syn = _follow_up(lt_s, ik_s, 0.0, a_s, d_s, cfg.n_syn, cfg, sizes.max_syn)
 
     if sizes.event_driven:
-        cal = []
-        for t, entry, drop, inside in (trt, ctl):
-            cal.append(jnp.where(inside & (t <= drop), entry + t, jnp.inf))
+        cal = [jnp.where(inside & (t <= drop), entry + t, jnp.inf) for t, entry, drop, inside in (trt, ctl)]
         # inf when fewer events ever occur: then all follow-up is analysed
         cut = kth_smallest(jnp.concatenate(cal), cfg.cut_events)
     else:
@@ -184,13 +217,29 @@ def _analyse(pools, cfg: DesignConfig, sizes: Sizes) -> TrialOutcome:
         return time, event, enrolled
 
     (tt, et, it), (tc, ec, ic), (ts, es, is_) = censor(trt), censor(ctl), censor(syn)
-    time = jnp.concatenate([tt, tc, ts])
-    event = jnp.concatenate([et, ec, es])
-    group = jnp.concatenate([jnp.ones_like(tt), jnp.zeros_like(tc), jnp.zeros_like(ts)])
-    weight = jnp.concatenate([it * 1.0, ic * 1.0, is_ * cfg.syn_weight])
-    res = logrank_cox(time, event, group, weight, ties=False)  # continuous times: no ties
-    real_events = jnp.sum(et) + jnp.sum(ec)
-    return TrialOutcome(res.z, res.log_hr, res.se, res.valid, real_events, cut, jnp.sum(it) + jnp.sum(ic) + jnp.sum(is_))
+    return SimulatedTrial(
+        time=jnp.concatenate([tt, tc, ts]),
+        event=jnp.concatenate([et, ec, es]),
+        group=jnp.concatenate([jnp.ones_like(tt), jnp.zeros_like(tc), jnp.zeros_like(ts)]),
+        weight=jnp.concatenate([it * 1.0, ic * 1.0, is_ * cfg.syn_weight]),
+        cut_time=cut,
+        real_events=jnp.sum(et) + jnp.sum(ec),
+    )
+
+
+def analyse_trial(trial: SimulatedTrial) -> TrialOutcome:
+    """The kernel's analysis of one simulated trial (log-rank and Cox on continuous times)."""
+    res = logrank_cox(trial.time, trial.event, trial.group, trial.weight, ties=False)  # no ties: continuous times
+    return TrialOutcome(res.z, res.log_hr, res.se, res.valid, trial.real_events, trial.cut_time, jnp.sum(trial.weight > 0))
+
+
+def simulate_trial_data(key, model: PatientModel, config: DesignConfig, sizes: Sizes) -> SimulatedTrial:
+    """Per-patient data of one simulated trial under one configuration (scalar fields).
+
+    The same patients :func:`simulate_trial` analyses for that key: use it to inspect a
+    simulated trial or to analyse it with another tool.
+    """
+    return _censor(_draw_pools(key, model, sizes), config, sizes)
 
 
 def simulate_trial(key, model: PatientModel, configs: DesignConfig, sizes: Sizes) -> TrialOutcome:
@@ -207,16 +256,8 @@ def simulate_trial(key, model: PatientModel, configs: DesignConfig, sizes: Sizes
     -------
     TrialOutcome with (C,) fields.
     """
-    k_truth, k_t, k_c, k_s, k_idx = jax.random.split(key, 5)
-    n_draws = model.log_scale.shape[0]
-    s = jax.random.randint(k_truth, (), 0, n_draws)
-    syn_idx = jax.random.randint(k_idx, (sizes.max_syn,), 0, n_draws)
-    pools = (
-        _draw_pool(k_t, model, sizes.max_treat, s),
-        _draw_pool(k_c, model, sizes.max_real, s),
-        _draw_pool(k_s, model, sizes.max_syn, syn_idx),
-    )
-    return jax.lax.map(lambda cfg: _analyse(pools, cfg, sizes), configs)
+    pools = _draw_pools(key, model, sizes)
+    return jax.lax.map(lambda cfg: analyse_trial(_censor(pools, cfg, sizes)), configs)
 
 
 @partial(jax.jit, static_argnames=("sizes",))

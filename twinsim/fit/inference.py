@@ -1,0 +1,340 @@
+"""Running NUTS: validation of the inputs, the sampler, and the :class:`Posterior` it
+builds (with diagnostics and provenance).
+
+The outcome models live in :mod:`twinsim.models`; they are fitted here on covariates
+standardised by the historical mean and standard deviation (``ddof=0``; a constant
+column gets standard deviation 1).
+
+Event convention: ``event`` is 1 = event observed, 0 = right censored (the conversion to
+NumPyro's *censored* flag happens in :mod:`twinsim.models`).
+
+Randomness enters only through the keyword ``rng_key`` (a JAX random key, e.g.
+``jax.random.key(seed)``); the same key gives bitwise identical draws.
+"""
+
+from __future__ import annotations
+
+import platform
+import time as _time
+import warnings
+from datetime import datetime, timezone
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import pandas as pd
+from numpyro.infer import MCMC, NUTS
+
+from ..errors import ModelError, StatisticalWarning
+from ..models import TIME_UNITS, CovariateCopula, get_outcome_model
+from ._common import _twinsim_version, az, logger
+from .diagnostics import _check_convergence, _summarise
+from .posterior import Posterior
+
+__all__ = ["fit", "fit_data"]
+
+
+def _key_data(rng_key) -> list[int]:
+    """Raw bits of a JAX key (typed or legacy uint32), for the provenance record."""
+    if isinstance(rng_key, (bool, int, np.integer)) or not hasattr(rng_key, "dtype"):
+        raise ModelError(
+            f"rng_key must be a JAX random key such as jax.random.key(seed); got "
+            f"{type(rng_key).__name__} {rng_key!r}. Turn an integer seed into a key once, "
+            "at the edge: rng_key=jax.random.key(seed)."
+        )
+    if jnp.issubdtype(rng_key.dtype, jax.dtypes.prng_key):
+        if rng_key.shape != ():
+            raise ModelError(f"rng_key must be a single key; got a key array of shape {rng_key.shape}.")
+        return np.asarray(jax.random.key_data(rng_key)).ravel().tolist()
+    raw = np.asarray(rng_key)
+    if raw.dtype != np.uint32 or raw.ndim != 1:
+        raise ModelError(
+            f"rng_key must be a JAX random key such as jax.random.key(seed); got an array of "
+            f"dtype {raw.dtype} and shape {raw.shape}."
+        )
+    return raw.tolist()
+
+
+def _validate(time, event, covariates) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+    try:
+        t = np.asarray(time, dtype=float)
+    except (TypeError, ValueError) as err:
+        raise ModelError(f"time must be numeric follow-up times; could not convert it ({err}).") from err
+    if t.ndim != 1 or t.shape[0] == 0:
+        raise ModelError(f"time must be a non-empty 1-d array (n,); got shape {t.shape}.")
+    n = t.shape[0]
+    bad = ~np.isfinite(t) | (t <= 0)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ModelError(
+            f"time must be finite and > 0; {int(bad.sum())} value(s) are not (first: "
+            f"time[{i}] = {t[i]}). Remove those patients or fix their follow-up."
+        )
+    e_raw = np.asarray(event)
+    if e_raw.shape != (n,):
+        raise ModelError(f"event must have shape ({n},) like time; got {e_raw.shape}.")
+    try:
+        e_float = e_raw.astype(float)
+    except (TypeError, ValueError) as err:
+        raise ModelError(f"event must be 0/1 (1 = event observed); could not convert it ({err}).") from err
+    bad = ~np.isin(e_float, (0.0, 1.0))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ModelError(
+            f"event must be 1 = event observed or 0 = right censored; got event[{i}] = "
+            f"{e_raw[i]!r}. Recode it (note: lifelines' event_col is 1 = event as well, "
+            "numpyro's censored flag is the opposite)."
+        )
+    e = e_float.astype(np.int64)
+    if covariates is None:
+        covariates = pd.DataFrame(index=range(n))
+    if not isinstance(covariates, pd.DataFrame):
+        raise ModelError(
+            f"covariates must be a pandas DataFrame (n, p) with one column per covariate; "
+            f"got {type(covariates).__name__}."
+        )
+    if covariates.shape[0] != n:
+        raise ModelError(
+            f"covariates have {covariates.shape[0]} rows but time has {n}; pass one row per patient."
+        )
+    names = [str(c) for c in covariates.columns]
+    if len(set(names)) != len(names):
+        raise ModelError(f"covariate names must be unique; got {names}.")
+    non_numeric = [
+        str(c) for c in covariates.columns
+        if not (pd.api.types.is_numeric_dtype(covariates[c]) or pd.api.types.is_bool_dtype(covariates[c]))
+    ]
+    if non_numeric:
+        raise ModelError(
+            f"covariates must be numeric; column(s) {non_numeric} are not. Encode categories "
+            "as 0/1 indicator columns."
+        )
+    values = covariates.to_numpy(dtype=float)
+    bad_cols = [names[j] for j in range(values.shape[1]) if not np.all(np.isfinite(values[:, j]))]
+    if bad_cols:
+        raise ModelError(
+            f"covariates contain NaN or infinite values in column(s) {bad_cols}; impute or "
+            "drop those patients first."
+        )
+    frame = pd.DataFrame(values, columns=names)
+    return t, e, frame
+
+
+def _versions() -> dict[str, str]:
+    return {
+        "twinsim": _twinsim_version(),
+        "jax": jax.__version__,
+        "numpyro": numpyro.__version__,
+        "arviz": az.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def fit(
+    time,
+    event,
+    covariates: pd.DataFrame | None,
+    *,
+    outcome: str = "weibull",
+    rng_key,
+    time_unit: str = "days",
+    chains: int = 2,
+    warmup: int = 500,
+    draws: int = 500,
+    target_accept: float = 0.8,
+    data_source: str = "",
+    data_hash: str = "",
+    progress_bar: bool = False,
+    seed: int | None = None,
+) -> Posterior:
+    """Fit an outcome model to historical survival data by NUTS.
+
+    Parameters
+    ----------
+    time : array (n,), float, > 0, ``time_unit``
+        Follow-up time.
+    event : array (n,), {0, 1}
+        1 = event observed, 0 = right censored.
+    covariates : DataFrame (n, p) or None
+        Numeric baseline covariates without missing values (p may be 0; None = p 0).
+    outcome : str
+        Outcome model name in :data:`twinsim.models.OUTCOME_MODELS`.
+    rng_key : jax random key
+        E.g. ``jax.random.key(seed)``; the same key gives bitwise identical draws.
+    time_unit : str
+        Unit of ``time`` (a key of ``TIME_UNITS``).
+    chains, warmup, draws : int
+        NUTS chains (run sequentially), warmup iterations and kept draws per chain.
+    target_accept : float in (0, 1)
+        NUTS target acceptance probability (raise towards 0.95-0.99 on divergences).
+    data_source, data_hash : str
+        Recorded in the provenance.
+    progress_bar : bool
+        Show NumPyro's progress bar (for the CLI; library use keeps it off).
+    seed : int, optional
+        The integer the key was made from, recorded in ``inference`` only (the
+        randomness comes from ``rng_key``).
+
+    Returns
+    -------
+    Posterior
+        Diagnostics checked by :func:`~twinsim.fit.check_convergence`, which warns
+        (:class:`~twinsim.errors.ConvergenceWarning`) when they look poor.
+
+    Raises
+    ------
+    ModelError
+        On malformed data, an unknown outcome model or time unit, or a missing key.
+    """
+    model = get_outcome_model(outcome)
+    if time_unit not in TIME_UNITS:
+        raise ModelError(f"time_unit {time_unit!r} is unknown; use one of {', '.join(TIME_UNITS)}.")
+    key_data = _key_data(rng_key)
+    for name, value in (("chains", chains), ("warmup", warmup), ("draws", draws)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ModelError(f"model.inference.{name} must be a positive integer; got {value!r}.")
+    try:
+        ok = 0.0 < float(target_accept) < 1.0
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ModelError(
+            f"model.inference.target_accept must be a number in (0, 1); got {target_accept!r}."
+        )
+    t, e, frame = _validate(time, event, covariates)
+    n, p = frame.shape
+    n_events = int(e.sum())
+    names = tuple(frame.columns)
+    x = frame.to_numpy(dtype=float)
+    mean = x.mean(axis=0)
+    constant = np.ptp(x, axis=0) == 0  # exact test: np.std of a constant column may be 1e-17
+    sd = np.where(constant, 1.0, x.std(axis=0))
+    if constant.any():
+        logger.warning(
+            "covariate(s) %s are constant in the historical data; their coefficients are "
+            "not identified and are drawn from the prior.",
+            [names[j] for j in np.flatnonzero(constant)],
+        )
+    if n_events == 0:
+        warnings.warn(
+            f"the historical data have no events among {n} patients; the posterior of the "
+            "outcome model is driven by its priors.",
+            StatisticalWarning,
+            stacklevel=2,
+        )
+    x_std = (x - mean) / sd
+    time_ref = float(np.median(t))
+
+    logger.info(
+        "fitting %s PH model by NUTS: n=%d, events=%d, p=%d, %d chain(s) x (%d warmup + %d draws)",
+        outcome, n, n_events, p, chains, warmup, draws,
+    )
+    start = _time.perf_counter()
+    mcmc = MCMC(
+        NUTS(model, target_accept_prob=float(target_accept)),
+        num_warmup=int(warmup),
+        num_samples=int(draws),
+        num_chains=int(chains),
+        chain_method="sequential",
+        progress_bar=progress_bar,
+    )
+    mcmc.run(rng_key, x_std, t, e, time_ref=time_ref)
+    samples = mcmc.get_samples()  # flat, chain-major
+    s = int(chains) * int(draws)
+    log_scale = np.asarray(samples["log_scale"], dtype=float).reshape(s)
+    log_shape = np.asarray(samples["log_shape"], dtype=float).reshape(s)
+    beta = (
+        np.asarray(samples["beta"], dtype=float).reshape(s, p) if p else np.zeros((s, 0))
+    )
+    logger.info("NUTS finished in %.1f s", _time.perf_counter() - start)
+
+    coords = {"covariate": list(names)} if p else None
+    dims = {"beta": ["covariate"]} if p else None
+    idata = az.from_numpyro(mcmc, coords=coords, dims=dims, log_likelihood=False)
+    var_names = ["log_scale"] + (["log_shape"] if outcome != "exponential" else [])
+    var_names += ["beta"] if p else []
+    diagnostics, divergences = _summarise(idata, var_names)
+
+    inference: dict[str, Any] = {
+        "method": "nuts",
+        "chains": int(chains),
+        "warmup": int(warmup),
+        "draws": int(draws),
+        "target_accept": float(target_accept),
+        "chain_method": "sequential",
+        "rng_key_data": key_data,
+    }
+    if seed is not None:
+        inference["seed"] = int(seed)
+    provenance = {
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "versions": _versions(),
+        "data_source": str(data_source),
+        "data_hash": str(data_hash),
+        "n": int(n),
+        "n_events": n_events,
+    }
+    posterior = Posterior(
+        outcome=outcome,
+        time_unit=time_unit,
+        covariate_names=names,
+        covariate_mean=mean,
+        covariate_sd=sd,
+        log_scale=log_scale,
+        log_shape=log_shape,
+        beta=beta,
+        copula=CovariateCopula.fit(frame),
+        observed_time=t,
+        observed_event=e,
+        diagnostics=diagnostics,
+        divergences=divergences,
+        inference=inference,
+        provenance=provenance,
+        idata=idata,
+    )
+    _check_convergence(posterior, rhat_max=1.01, ess_min=None, stacklevel=3)
+    return posterior
+
+
+def fit_data(data, *, outcome: str = "weibull", rng_key, **inference) -> Posterior:
+    """Fit an outcome model to a historical data object (e.g. ``twinsim.data.TrialData``).
+
+    Parameters
+    ----------
+    data : object
+        With attributes ``time`` (n,), ``event`` (n,; 1 = event observed, 0 = right
+        censored), ``covariates`` (DataFrame), ``time_unit``, ``source`` and a method
+        ``hash()``.
+    outcome : str
+    rng_key : jax random key
+    **inference
+        Passed to :func:`fit` (``chains``, ``warmup``, ``draws``, ``target_accept``,
+        ``progress_bar``, ``seed``; may override ``time_unit``, ``data_source``,
+        ``data_hash``).
+
+    Returns
+    -------
+    Posterior
+    """
+    missing = [a for a in ("time", "event", "covariates", "time_unit", "source", "hash")
+               if not hasattr(data, a)]
+    if missing:
+        raise ModelError(
+            f"fit_data needs a data object with time, event, covariates, time_unit, source "
+            f"and hash(); {type(data).__name__} lacks {missing}. Use twinsim.data to load it, "
+            "or call fit(time, event, covariates, ...) directly."
+        )
+    data_hash = data.hash() if callable(data.hash) else data.hash
+    kwargs: dict[str, Any] = {
+        "time_unit": data.time_unit,
+        "data_source": str(data.source),
+        "data_hash": str(data_hash),
+    }
+    kwargs.update(inference)
+    return fit(
+        np.asarray(data.time), np.asarray(data.event), data.covariates,
+        outcome=outcome, rng_key=rng_key, **kwargs,
+    )
