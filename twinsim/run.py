@@ -43,7 +43,7 @@ from .simulate import (
 
 log = logging.getLogger("twinsim.run")
 
-__all__ = ["RunResult", "check_out_dir", "load_historical", "fit_scenario", "run_scenario", "summary_frame", "write_outputs"]
+__all__ = ["RunResult", "check_out_dir", "resolved_scenario", "load_historical", "fit_scenario", "run_scenario", "summary_frame", "write_outputs"]
 
 #: Columns of summary.csv that the scenario contract fixes (docs/outputs.md), in order.
 SUMMARY_COLUMNS = ["replicates", "rejection_rate", "mcse", "mean_estimate", "bias", "rmse", "coverage"]
@@ -167,7 +167,7 @@ def run_scenario(
     oc["alpha"] = results["alpha"]
     summary = summary_frame(oc, grid)
 
-    scenario_text = yaml.safe_dump(scenario.to_dict(), sort_keys=False)
+    scenario_text = yaml.safe_dump(resolved_scenario(scenario), sort_keys=False)
     prov = {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "versions": _versions(posterior),
@@ -202,9 +202,40 @@ def run_scenario(
         "twinsim_version": __version__,
         "seed": scenario.seed,
         "scenario": scenario_text,
-        "provenance": json.dumps({k: v for k, v in prov.items() if k != "created"}, default=str),
+        # timestamps stay in provenance.json: the same scenario and seed give identical results.nc
+        "provenance": json.dumps(_without_timestamps(prov), default=str),
     })
     return RunResult(scenario, grid, results, summary, model, posterior, historical, prov)
+
+
+def _without_timestamps(prov: dict) -> dict:
+    out = {k: v for k, v in prov.items() if k != "created"}
+    if isinstance(out.get("model"), dict):
+        out["model"] = {k: v for k, v in out["model"].items() if k != "fitted"}
+    return out
+
+
+def resolved_scenario(scenario: Scenario) -> dict:
+    """The scenario as plain data with relative file paths made absolute.
+
+    What ``scenario.yaml`` in an output folder holds: ``twinsim run DIR/scenario.yaml``
+    then finds the same data from anywhere.
+    """
+    raw = scenario.to_dict()
+
+    def absolute(path: str) -> str:
+        p = Path(path)
+        return str(p if p.is_absolute() else (scenario.base_dir / p).resolve())
+
+    hist = raw.get("historical")
+    if hist and isinstance(hist.get("data"), str) and not hist["data"].startswith("builtin:"):
+        hist["data"] = absolute(hist["data"])
+    elif hist and isinstance(hist.get("data"), dict):
+        hist["data"] = {k: absolute(v) if k in ("adsl", "adtte") else v for k, v in hist["data"].items()}
+    model = raw.get("model")
+    if model and model.get("posterior"):
+        model["posterior"] = absolute(model["posterior"])
+    return raw
 
 
 def check_out_dir(out_dir: str | os.PathLike) -> None:
@@ -240,7 +271,7 @@ def write_outputs(result: RunResult, out_dir: str | os.PathLike, *, report: bool
     try:
         result.summary.to_csv(tmp / "summary.csv", index=False)
         result.results.to_netcdf(tmp / "results.nc")
-        (tmp / "scenario.yaml").write_text(yaml.safe_dump(result.scenario.to_dict(), sort_keys=False))
+        (tmp / "scenario.yaml").write_text(yaml.safe_dump(resolved_scenario(result.scenario), sort_keys=False))
         (tmp / "provenance.json").write_text(json.dumps(result.provenance, indent=2, default=str) + "\n")
         if result.posterior is not None and result.scenario.model.posterior is None:
             result.posterior.save(tmp / "posterior.nc")
