@@ -30,7 +30,6 @@ from twinsim.errors import ConvergenceWarning
 from twinsim.fit import fit
 from twinsim.models import time_factor
 from twinsim.report import (
-    _fmt,
     format_table,
     plot_control_survival,
     plot_km_predictive,
@@ -40,6 +39,7 @@ from twinsim.report import (
     type_i_error_table,
     write_report,
 )
+from twinsim.report.common import _fmt
 from twinsim.run import run_scenario
 from twinsim.scenario import load_scenario, parse_scenario
 

@@ -1,0 +1,354 @@
+"""Report document: tables and figures -> one list of blocks -> ``report.md`` and ``report.html``.
+
+The report is built once as a list of blocks (headings, paragraphs, tables, figures) and
+rendered twice, so the Markdown and the HTML say the same thing: the Markdown refers to
+``figures/*.png``; the HTML embeds the same PNGs as base64 data URIs and carries inline
+CSS only (no JavaScript, no external assets), so it can be mailed or archived as one file.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import logging
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from .common import _dim_label, _fmt, _reference_design
+from .figures import KM_COHORTS, _layout, _save, plot_control_survival, plot_km_predictive, rejection_figure
+from .tables import _collapse_untouched, bias_table, format_table, power_table, type_i_error_table
+
+log = logging.getLogger("twinsim.report")
+
+#: Folder of the PNGs inside the output folder (the Markdown refers to it relatively).
+FIGURES = "figures"
+
+
+@dataclass
+class _Block:
+    kind: str          # "h1", "h2", "p", "list" (items split on newlines), "table", "figure"
+    text: str = ""
+    table: pd.DataFrame | None = None
+    path: str = ""     # relative path of a figure
+
+
+_INLINE_CODE = re.compile(r"`([^`]+)`")
+_BOLD = re.compile(r"\*\*([^*]+)\*\*")
+
+
+def _inline_html(text: str) -> str:
+    out = html.escape(text, quote=False)
+    out = _INLINE_CODE.sub(lambda m: f"<code>{m.group(1)}</code>", out)
+    return _BOLD.sub(lambda m: f"<strong>{m.group(1)}</strong>", out)
+
+
+def _md_cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _to_markdown(blocks: list[_Block]) -> str:
+    lines: list[str] = []
+    for b in blocks:
+        if b.kind == "h1":
+            lines += [f"# {b.text}", ""]
+        elif b.kind == "h2":
+            lines += [f"## {b.text}", ""]
+        elif b.kind == "p":
+            lines += [b.text, ""]
+        elif b.kind == "list":
+            lines += [f"- {item}" for item in b.text.split("\n")] + [""]
+        elif b.kind == "table":
+            t = b.table
+            lines.append("| " + " | ".join(_md_cell(c) for c in t.columns) + " |")
+            lines.append("|" + "|".join("---:" if c not in ("design", "inflated") else ":---" for c in t.columns) + "|")
+            for row in t.itertuples(index=False):
+                lines.append("| " + " | ".join(_md_cell(v) for v in row) + " |")
+            lines.append("")
+        elif b.kind == "figure":
+            lines += [f"![{b.text}]({b.path})", "", f"*{b.text}*", ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+_CSS = """
+body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; max-width: 1100px;
+       margin: 2em auto; padding: 0 1em; color: #222; line-height: 1.45; }
+h1 { border-bottom: 2px solid #0072B2; padding-bottom: .2em; }
+h2 { margin-top: 1.8em; border-bottom: 1px solid #ccc; padding-bottom: .15em; }
+table { border-collapse: collapse; margin: .8em 0 1.2em; font-size: 0.88em; }
+th, td { border: 1px solid #ccc; padding: .25em .6em; text-align: right; }
+th { background: #f0f4f8; }
+td.text { text-align: left; }
+tr:nth-child(even) td { background: #fafafa; }
+td.flag { color: #b00020; font-weight: bold; text-align: left; }
+code { background: #f4f4f4; padding: 0 .25em; border-radius: 3px; font-size: 0.95em; }
+figure { margin: 1em 0; }
+figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
+figcaption { font-size: 0.9em; color: #444; margin-top: .3em; }
+.tablewrap { overflow-x: auto; }
+"""
+
+
+def _to_html(blocks: list[_Block], title: str, base: Path) -> str:
+    body: list[str] = []
+    for b in blocks:
+        if b.kind in ("h1", "h2"):
+            body.append(f"<{b.kind}>{_inline_html(b.text)}</{b.kind}>")
+        elif b.kind == "p":
+            body.append(f"<p>{_inline_html(b.text)}</p>")
+        elif b.kind == "list":
+            items = "".join(f"<li>{_inline_html(i)}</li>" for i in b.text.split("\n"))
+            body.append(f"<ul>{items}</ul>")
+        elif b.kind == "table":
+            t = b.table
+            head = "".join(f"<th>{html.escape(str(c))}</th>" for c in t.columns)
+            rows = []
+            for row in t.itertuples(index=False):
+                cells = []
+                for c, v in zip(t.columns, row):
+                    cls = ' class="flag"' if (c == "inflated" and v == "inflated") else (
+                        ' class="text"' if c in ("design", "inflated") else "")
+                    cells.append(f"<td{cls}>{html.escape(str(v))}</td>")
+                rows.append("<tr>" + "".join(cells) + "</tr>")
+            body.append(f'<div class="tablewrap"><table><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>')
+        elif b.kind == "figure":
+            data = base64.b64encode((base / b.path).read_bytes()).decode("ascii")
+            body.append(
+                f'<figure><img alt="{html.escape(b.text)}" src="data:image/png;base64,{data}">'
+                f"<figcaption>{_inline_html(b.text)}</figcaption></figure>"
+            )
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+        f"<title>{html.escape(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
+        + "\n".join(body) + "\n</body>\n</html>\n"
+    )
+
+
+def _provenance_items(result) -> list[str]:
+    p = result.provenance or {}
+    items = []
+    if p.get("created"):
+        items.append(f"Created: {p['created']}")
+    v = p.get("versions") or {}
+    if v:
+        items.append("Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()))
+    items.append(f"Seed: {result.scenario.seed}; replicates per grid point: {result.scenario.replicates}")
+    if p.get("scenario_sha256"):
+        items.append(f"Scenario SHA-256: `{p['scenario_sha256']}`")
+    m = p.get("model") or {}
+    if "control" in m:
+        c = m["control"]
+        items.append("Control model: assumed " + ", ".join(f"{k} {val}" for k, val in c.items()) + " (no data, no fit)")
+    else:
+        if m.get("outcome"):
+            cov = ", ".join(m.get("covariates") or []) or "none"
+            items.append(f"Model: {m['outcome']} proportional hazards; covariates: {cov}")
+        if m.get("data_source"):
+            items.append(f"Data: {m['data_source']}, n = {m.get('n')}, events = {m.get('n_events')}")
+        if m.get("data_hash"):
+            items.append(f"Data SHA-256: `{m['data_hash']}`")
+        inf = m.get("inference") or {}
+        if inf:
+            items.append(
+                f"Inference: {inf.get('method', 'nuts')}, {inf.get('chains')} chains x {inf.get('draws')} draws "
+                f"after {inf.get('warmup')} warmup (target_accept {inf.get('target_accept')})"
+            )
+        d = m.get("diagnostics")
+        if d:
+            items.append(
+                f"Diagnostics: max R-hat {_fmt(d.get('max_r_hat'))}, min bulk ESS {_fmt(d.get('min_ess_bulk'), 3)}, "
+                f"min tail ESS {_fmt(d.get('min_ess_tail'), 3)}, divergences {d.get('divergences')}"
+            )
+    return items
+
+
+def _conditions(row: pd.Series, dims: Sequence[str]) -> str:
+    parts = []
+    for d in dims:
+        if d in row and row[d] != "any":
+            parts.append(f"{_dim_label(d)} {_fmt(row[d])}")
+    return ", ".join(parts)
+
+
+def _build(result, figures: dict[str, str]) -> list[_Block]:
+    sc = result.scenario
+    s = result.summary
+    dims = list(result.grid.dims)
+    an = sc.analysis
+    sides = "two-sided" if an.alternative == "two-sided" else "one-sided (HR < 1)"
+    ref = _reference_design(result)
+    unit = sc.trial.time_unit
+    drifts = [float(v) for v in result.grid.dims.get("drift", (1.0,))]
+    B: list[_Block] = [_Block("h1", f"twinsim report: {sc.name}")]
+    if sc.description.strip():
+        B.append(_Block("p", " ".join(sc.description.split())))
+    B.append(_Block(
+        "p",
+        f"Reproduce: `twinsim run scenario.yaml --seed {sc.seed} --replicates {sc.replicates}` "
+        "(`scenario.yaml` is the resolved scenario saved beside this report).",
+    ))
+    grid_txt = "; ".join(f"{_dim_label(k)}: {', '.join(_fmt(v) for v in vals)}" for k, vals in result.grid.dims.items())
+    B.append(_Block(
+        "p",
+        f"Designs: {', '.join(d.name for d in sc.designs)}. Grid: {grid_txt}. "
+        f"Test: {an.test}, {sides}, alpha = {_fmt(an.alpha)}; {sc.replicates} simulated trials per design and grid point.",
+    ))
+    B.append(_Block("h2", "Provenance"))
+    B.append(_Block("list", "\n".join(_provenance_items(result))))
+    diag = ((result.provenance or {}).get("model") or {}).get("diagnostics")
+    def _num(x, default):
+        try:
+            x = float(x)
+        except (TypeError, ValueError):
+            return default
+        return default if math.isnan(x) else x
+
+    if diag and (_num(diag.get("max_r_hat"), 1.0) > 1.01 or _num(diag.get("divergences"), 0) > 0):
+        B.append(_Block(
+            "p",
+            "**Check the fit:** R-hat above 1.01 or divergent transitions mean the posterior, and every "
+            "synthetic control drawn from it, may be unreliable; increase `model.inference.warmup` and `draws`.",
+        ))
+
+    # ---- the generative model
+    if "km_predictive" in figures:
+        B.append(_Block("h2", "Model check"))
+        B.append(_Block(
+            "figure",
+            f"Historical Kaplan-Meier (black step line; orange band: 95% pointwise confidence interval, Greenwood with "
+            f"log(-log) limits; ticks: censored) against the posterior predictive: Kaplan-Meier curves of {KM_COHORTS} "
+            f"replicated cohorts of the historical size, each from one posterior draw (blue line: pointwise median; "
+            f"blue band: pointwise 2.5-97.5% range, which carries parameter uncertainty and sampling variation). "
+            f"Time in {unit}.",
+            path=figures["km_predictive"],
+        ))
+    if "control_survival" in figures:
+        B.append(_Block("h2", "Assumed survival"))
+        B.append(_Block(
+            "figure",
+            "Assumed survival curves (planning without data): the control distribution of the scenario"
+            + (", the concurrent control under each drift" if any(d != 1.0 for d in drifts) else "")
+            + f" and the treatment arm under each non-null hazard ratio. Model curves, no uncertainty. Time in {unit}.",
+            path=figures["control_survival"],
+        ))
+
+    # ---- type I error
+    B.append(_Block("h2", "Type I error"))
+    null_txt = ("Type I error is the rejection rate at the null of no treatment effect (true hazard ratio 1 "
+                "between treatment and the concurrent control)")
+    if any(d != 1.0 for d in drifts):
+        null_txt += ", under each drift of the concurrent controls from the historical population"
+    B.append(_Block(
+        "p",
+        null_txt + ". MCSE is the binomial Monte Carlo standard error sqrt(p(1 - p)/R). A row is flagged "
+        "**inflated** when its rate exceeds the threshold alpha + 3 sqrt(alpha(1 - alpha)/R), three Monte Carlo "
+        "standard errors computed at alpha.",
+    ))
+    if "hazard_ratio" in s and np.isclose(s["hazard_ratio"].astype(float), 1.0).any():
+        t1 = type_i_error_table(s, dims)
+        other = [d for d in dims if d != "hazard_ratio"]
+        t1 = _collapse_untouched(t1, other, ["rejection_rate", "mcse"])
+        B.append(_Block("table", table=format_table(t1).rename(columns=lambda c: _dim_label(c) if c in other else c)))
+        bad = t1[t1["inflated"]]
+        if len(bad):
+            where = "; ".join(f"{r.design} ({_conditions(r, other)}): {_fmt(r.rejection_rate)}" for _, r in bad.iterrows())
+            B.append(_Block("p", f"**Inflated type I error** (above alpha + 3 MCSE) for: {where}."))
+        else:
+            B.append(_Block("p", "No design's type I error exceeds alpha by more than three Monte Carlo standard errors."))
+    else:
+        B.append(_Block("p", "The grid has no hazard ratio 1, so type I error was not simulated; add 1.0 to `effect.hazard_ratio`."))
+
+    # ---- power
+    B.append(_Block("h2", "Power"))
+    if "hazard_ratio" in s and (~np.isclose(s["hazard_ratio"].astype(float), 1.0)).any():
+        pw = power_table(result)
+        txt = ("Power is the rejection rate at the non-null hazard ratios (MCSE as above). Real patients are "
+               "treatment + real (concurrent) controls")
+        if result.posterior is not None:
+            txt += "; synthetic controls are drawn from the posterior predictive"
+        if ref is not None:
+            txt += f"; real controls saved are counted against the design `{ref}` at the same grid point"
+        B.append(_Block("p", txt + "."))
+        pw = _collapse_untouched(pw, dims, [c for c in pw.columns if c not in ("design", *dims)])
+        B.append(_Block("table", table=format_table(pw).rename(columns=lambda c: _dim_label(c) if c in dims else c)))
+    else:
+        B.append(_Block("p", "The grid has only the null hazard ratio, so power was not simulated."))
+
+    xdim, _ = _layout(result)
+    if xdim == "hazard_ratio":
+        how = "x: hazard ratio, one panel per drift"
+    else:
+        how = (f"x: {_dim_label(xdim)}; rows: hazard ratio (HR = 1: type I error, with the dashed line at alpha; "
+               "otherwise power); columns: drift. Designs the swept parameter does not touch are marked "
+               "'not varied' and stay flat")
+    B.append(_Block(
+        "figure",
+        f"Rejection rate by design ({how}). Points are Monte Carlo estimates from {sc.replicates} trials each; error "
+        f"bars are \u00b11.96 MCSE (95% Monte Carlo intervals); points are shifted slightly sideways so that bars do "
+        f"not overlap.",
+        path=figures["rejection"],
+    ))
+
+    # ---- bias and coverage
+    B.append(_Block("h2", "Bias and coverage"))
+    level = 1 - an.alpha if an.alternative == "two-sided" else 1 - 2 * an.alpha
+    covs = bool(result.posterior is not None and len(result.posterior.covariate_names))
+    txt = (f"Mean estimate is the mean Cox hazard ratio; bias and RMSE are of the log hazard ratio; coverage is that "
+           f"of the {_fmt(100 * level)}% Wald interval. Bias is measured against the conditional hazard ratio set "
+           "in the scenario; with prognostic covariates an unadjusted Cox model targets the marginal hazard ratio, "
+           "which lies closer to 1 (non-collapsibility), so compare designs with the `rct` row rather than with zero.")
+    if not covs:
+        txt += " (This model has no covariates, so here the two coincide.)"
+    B.append(_Block("p", txt))
+    bt = _collapse_untouched(bias_table(s, dims), dims, ["mean_estimate", "bias", "rmse", "coverage"])
+    B.append(_Block("table", table=format_table(bt).rename(columns=lambda c: _dim_label(c) if c in dims else c)))
+
+    # ---- full table
+    B.append(_Block("h2", "Full summary"))
+    B.append(_Block("p", "One row per design and grid point: the contents of `summary.csv`, to 4 significant digits."))
+    B.append(_Block("table", table=format_table(s)))
+    return B
+
+
+def write_report(result, out_dir) -> list[Path]:
+    """Write the figures, ``report.md`` and a self-contained ``report.html`` into ``out_dir``.
+
+    Parameters
+    ----------
+    result : RunResult
+    out_dir : path-like (created if missing)
+
+    Returns
+    -------
+    list of Path: ``figures/km_predictive.png`` (with a posterior) or
+    ``figures/control_survival.png`` (assumed control), ``figures/rejection.png``,
+    ``report.md``, ``report.html``.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    figures: dict[str, str] = {}
+    if result.posterior is not None:
+        ax = plot_km_predictive(result)
+        written.append(_save(ax.figure, out / FIGURES / "km_predictive.png"))
+        figures["km_predictive"] = f"{FIGURES}/km_predictive.png"
+    elif result.scenario.control is not None:
+        ax = plot_control_survival(result)
+        written.append(_save(ax.figure, out / FIGURES / "control_survival.png"))
+        figures["control_survival"] = f"{FIGURES}/control_survival.png"
+    written.append(_save(rejection_figure(result), out / FIGURES / "rejection.png"))
+    figures["rejection"] = f"{FIGURES}/rejection.png"
+
+    blocks = _build(result, figures)
+    md = out / "report.md"
+    md.write_text(_to_markdown(blocks), encoding="utf-8")
+    page = out / "report.html"
+    page.write_text(_to_html(blocks, f"twinsim report: {result.scenario.name}", out), encoding="utf-8")
+    written += [md, page]
+    log.info("wrote %s and %s", md, page)
+    return written
