@@ -105,4 +105,13 @@ def test_control_scenario_and_planning_units():
 
 def test_scenario_reference_doc_is_current():
     doc = (ROOT / "docs" / "scenario-reference.md").read_text()
-    assert doc.strip() == scenario_reference().strip(), "regenerate: python -m twinsim.scenario > docs/scenario-reference.md"
+    assert doc.strip() == scenario_reference().strip(), "regenerate: twinsim reference > docs/scenario-reference.md"
+
+
+def test_reference_command_prints_the_doc():
+    from click.testing import CliRunner
+
+    from twinsim.cli import main
+
+    out = CliRunner().invoke(main, ["reference"])
+    assert out.exit_code == 0 and out.output.strip() == scenario_reference().strip()

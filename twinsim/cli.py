@@ -264,5 +264,13 @@ def datasets() -> None:
     Console().print(table)
 
 
+@main.command(short_help="Print the scenario reference (every field, Markdown).")
+def reference() -> None:
+    """Print the reference of every scenario field as Markdown (docs/scenario-reference.md)."""
+    from .scenario import scenario_reference
+
+    click.echo(scenario_reference())
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
