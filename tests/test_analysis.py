@@ -130,6 +130,7 @@ def test_kth_smallest():
     x = np.array([[5.0, 1.0, np.inf, 3.0], [2.0, 2.0, 1.0, 9.0]])
     assert np.asarray(kth_smallest(x, 2)).tolist() == [3.0, 2.0]
     assert np.asarray(kth_smallest(x, 4)).tolist() == [np.inf, 9.0]
+    assert np.asarray(kth_smallest(x, 5)).tolist() == [np.inf, np.inf]  # fewer values than k
 
 
 @pytest.mark.parametrize("ties", [False, True])

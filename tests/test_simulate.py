@@ -188,3 +188,19 @@ def test_rct_keeps_alpha_with_a_fitted_posterior_and_covariates(quiet_convergenc
     rate = float(result.summary["rejection_rate"].iloc[0])
     assert abs(rate - 0.05) < 3 * math.sqrt(0.05 * 0.95 / 3000)
     assert int(result.results.real_events.min()) == 200
+
+
+def test_unreached_event_target_warns():
+    """200 patients, no dropout, all followed to their event: a target of 199 events is reached,
+    one of 250 cannot be, and the user is told instead of silently analysing all follow-up."""
+    from twinsim.errors import StatisticalWarning
+
+    base = {"n_treatment": 100, "accrual": {"duration": 12}}
+    sc = _control_scenario(trial={**base, "cut": {"events": 199}}, designs=[{"name": "rct", "real_control": 100}],
+                           replicates=20)
+    assert np.all(np.isfinite(_run(sc).cut_time.values))
+    sc = _control_scenario(trial={**base, "cut": {"events": 250}}, designs=[{"name": "rct", "real_control": 100}],
+                           replicates=20)
+    with pytest.warns(StatisticalWarning, match="never reached 250 events"):
+        ds = _run(sc)
+    assert np.all(np.isinf(ds.cut_time.values)) and np.all(ds.real_events.values == 200)

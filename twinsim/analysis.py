@@ -205,14 +205,19 @@ def decide(stat, alpha, alternative: str = "two-sided"):
 
 
 def kth_smallest(x, k):
-    """The ``k``-th smallest value (1-based) along the last axis; ``k`` broadcasts."""
+    """The ``k``-th smallest value (1-based) along the last axis; +inf if there are fewer than k.
+
+    ``k`` broadcasts.  The simulator's event-driven cut: padding and patients without an
+    event carry +inf, so an unreachable event target gives +inf (all follow-up analysed).
+    """
     x = jnp.asarray(x, jnp.float64)
     k = jnp.broadcast_to(jnp.asarray(k, jnp.int32), x.shape[:-1])
 
     srt = jnp.sort(_ordered_int(x), axis=-1)  # integer sort: see _ordered_int
     pick = jnp.take_along_axis(srt, jnp.clip(k - 1, 0, x.shape[-1] - 1)[..., None], axis=-1)[..., 0]
     bits = jnp.where(pick < 0, pick ^ jnp.int64(0x7FFFFFFFFFFFFFFF), pick)
-    return jax.lax.bitcast_convert_type(bits, jnp.float64)
+    value = jax.lax.bitcast_convert_type(bits, jnp.float64)
+    return jnp.where(k > x.shape[-1], jnp.inf, value)  # fewer values than k: +inf
 
 
 # --------------------------------------------------------------------------- Kaplan-Meier

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from dataclasses import dataclass
 from functools import partial
 from typing import Callable, NamedTuple
@@ -41,7 +42,7 @@ import xarray as xr
 from scipy.special import ndtri
 
 from .analysis import decide, kth_smallest, logrank_cox
-from .errors import StatisticalWarning  # noqa: F401  (documented caveat class)
+from .errors import StatisticalWarning
 from .models import copula_sample, event_time_from_exponential
 from .scenario import Grid, Scenario
 
@@ -304,9 +305,15 @@ def design_configs(grid: Grid) -> ConfigTable:
     event_driven = first.trial.cut.events is not None
     sizes = Sizes(int(max(cols[0])), int(max(cols[1])), int(max(cols[2])), event_driven)
     shape = grid.shape
-    alpha = np.array([sc.analysis.alpha for _ in designs for _, sc in grid]).reshape((len(designs), *shape))
+    alpha = np.array([sc.analysis.alpha for _design in designs for _idx, sc in grid]).reshape((len(designs), *shape))
     true_log_hr = np.array([math.log(sc.effect.hazard_ratio[0]) for _, sc in grid]).reshape(shape)
     return ConfigTable(configs, sizes, designs, grid, alpha, true_log_hr)
+
+
+def first_cut_events(grid: Grid):
+    """The event target(s) of an event-driven grid, for messages."""
+    targets = sorted({sc.trial.cut.events for _, sc in grid})
+    return targets[0] if len(targets) == 1 else targets
 
 
 def _batch_size(sizes: Sizes, n_configs: int, replicates: int, budget_bytes: float = 4e8) -> int:
@@ -379,6 +386,18 @@ def simulate_grid(
         coords=coords,
     )
     ds = ds.assign_coords(true_log_hr=(tuple(grid.dims), table.true_log_hr))
+    if table.sizes.event_driven:
+        short = np.isinf(ds["cut_time"]).mean("replicate")
+        if bool((short > 0).any()):
+            worst = short.where(short == short.max(), drop=True)
+            where = ", ".join(f"{k}={v.values.ravel()[0]}" for k, v in worst.coords.items() if k in worst.dims)
+            warnings.warn(
+                f"trial.cut.events: in {float(short.max()):.0%} of the trials at ({where}) the design never reached "
+                f"{first_cut_events(grid)} events among real patients; those trials were analysed with all follow-up. "
+                "Lower trial.cut.events, enrol more patients, or use trial.cut.time.",
+                StatisticalWarning,
+                stacklevel=2,
+            )
     alpha = xr.DataArray(table.alpha, dims=("design", *grid.dims), coords={k: ds.coords[k] for k in ("design", *grid.dims)})
     an = scenario.analysis
     stat = ds["z"] if an.test == "logrank" else ds["log_hr"] / ds["se"]
