@@ -151,8 +151,11 @@ def plot_control_survival(result, ax=None, *, n_grid: int = 200):
     t = np.linspace(0.0, _control_horizon(result), n_grid)
     k = math.exp(ctl.log_shape)
 
-    def surv(mult):
-        return np.exp(-mult * (t / math.exp(ctl.log_scale)) ** k)
+    def surv(mult):  # the model's own PH survival function (twinsim.models.survival)
+        from ..models import survival
+
+        with np.errstate(divide="ignore"):  # log(0) at t = 0 gives S = 1, as it should
+            return np.asarray(survival(t, ctl.log_scale, ctl.log_shape, math.log(mult)))
 
     ax = _new_ax(ax)
     desc = f"{ctl.distribution}" + (f", median {ctl.median:g}" if ctl.median is not None else f", scale {ctl.scale:g}")

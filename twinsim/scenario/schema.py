@@ -182,30 +182,31 @@ def _positive_tuple(v) -> tuple[float, ...]:
     return tuple(float(x) for x in v)
 
 
-class Effect(_Section):
+class _HazardRatios(_Section):
+    """A hazard ratio or a list of them (a grid dimension); validated once here."""
+
+    hazard_ratio: tuple[float, ...] = (1.0,)
+
+    @field_validator("hazard_ratio", mode="before")
+    @classmethod
+    def _check(cls, v):
+        return _positive_tuple(v)
+
+
+class Effect(_HazardRatios):
     """True treatment effect."""
 
     hazard_ratio: tuple[float, ...] = Field(
         (1.0,), description="Treatment vs true concurrent control hazard ratio; a list is a grid dimension. 1 gives type I error."
     )
 
-    @field_validator("hazard_ratio", mode="before")
-    @classmethod
-    def _check(cls, v):
-        return _positive_tuple(v)
 
-
-class Drift(_Section):
+class Drift(_HazardRatios):
     """How far the true concurrent control population is from the historical one."""
 
     hazard_ratio: tuple[float, ...] = Field(
         (1.0,), description="True concurrent control hazard / historical hazard; 1 = no drift. A list is a grid dimension."
     )
-
-    @field_validator("hazard_ratio", mode="before")
-    @classmethod
-    def _check(cls, v):
-        return _positive_tuple(v)
 
 
 class Design(_Section):
