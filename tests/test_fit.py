@@ -25,7 +25,7 @@ import xarray as xr
 import twinsim.fit.posterior as posterior_module
 from twinsim.errors import ConvergenceWarning, ModelError
 from twinsim.fit import Posterior, check_convergence, fit, fit_data
-from twinsim.models import CovariateCopula
+from twinsim.models import CovariateModel
 
 # ACTG 175 ships with lifelines (no loader function); see /work/shared/docs/references.md.
 ACTG_PATH = Path(lifelines.__file__).parent / "datasets" / "ACTG175.csv"
@@ -97,11 +97,17 @@ def assert_posteriors_equal(a: Posterior, b: Posterior):
         x, y = getattr(a, field), getattr(b, field)
         np.testing.assert_array_equal(x, y, err_msg=field)
         assert x.dtype == y.dtype and x.shape == y.shape, field
-    assert a.copula.names == b.copula.names
-    for field in ("quantiles", "discrete", "corr"):
-        x, y = getattr(a.copula, field), getattr(b.copula, field)
-        np.testing.assert_array_equal(x, y, err_msg=f"copula.{field}")
-        assert x.dtype == y.dtype and x.shape == y.shape, f"copula.{field}"
+    ca, cb = a.covariate_model, b.covariate_model
+    assert ca.names == cb.names and ca.design_names == cb.design_names and ca.levels == cb.levels
+    for field in ("knot_prob", "knot_value", "n_knots", "discrete", "corr", "missing_index"):
+        x, y = getattr(ca, field), getattr(cb, field)
+        np.testing.assert_array_equal(x, y, err_msg=f"covariate_model.{field}")
+        assert x.dtype == y.dtype and x.shape == y.shape, f"covariate_model.{field}"
+    assert a.consts.keys() == b.consts.keys() and a.params.keys() == b.params.keys()
+    if a.loo is not None:
+        for k in ("pointwise", "pareto_k"):
+            np.testing.assert_array_equal(a.loo[k], b.loo[k])
+        assert a.loo["elpd_loo"] == b.loo["elpd_loo"]
     pd.testing.assert_frame_equal(a.diagnostics, b.diagnostics, check_exact=True)
     assert a.divergences == b.divergences
     assert a.inference == b.inference
@@ -270,7 +276,8 @@ def test_actg_fit_converges_and_records_provenance(actg_posterior):
     assert list(post.diagnostics.columns[: len(expected)]) == expected
     assert "beta[cd40]" in set(post.diagnostics["param"])
     # historical sd with ddof=0, as documented
-    np.testing.assert_allclose(post.covariate_sd, post.copula.quantiles.std(axis=1), rtol=1e-12)
+    frame = pd.read_csv(ACTG_PATH).query("arms == 0")[ACTG_COVARIATES]
+    np.testing.assert_allclose(post.covariate_sd, frame.to_numpy(float).std(axis=0), rtol=1e-12)
 
 
 # --------------------------------------------------------------------------- 3. save / load
@@ -299,7 +306,7 @@ def test_save_load_without_covariates(tiny_fit, tmp_path):
         covariate_mean=np.zeros(0),
         covariate_sd=np.zeros(0),
         beta=np.zeros((post.n_draws, 0)),
-        copula=CovariateCopula.fit(empty),
+        covariate_model=CovariateModel.fit(empty),
         diagnostics=post.diagnostics[~post.diagnostics["param"].str.startswith("beta")]
         .reset_index(drop=True),
         idata=None,
@@ -443,13 +450,14 @@ def test_standardise_matches_by_name(actg, actg_posterior):
         ({"time": np.array([1.0, np.nan, 3.0])}, "time must be finite and > 0"),
         ({"event": np.array([1, 2, 0])}, "event must be 1 = event"),
         ({"event": np.array([1, 0])}, "event must have shape"),
-        ({"covariates": pd.DataFrame({"a": [1.0, np.nan, 2.0]})}, r"NaN.*\['a'\]"),
-        ({"covariates": pd.DataFrame({"a": ["x", "y", "z"]})}, "numeric"),
+        ({"covariates": pd.DataFrame({"a": [1.0, np.nan, 2.0]})}, r"missing values in column\(s\) \['a'\].*missing: model"),
+        ({"covariates": pd.DataFrame({"a": [1.0, np.inf, 2.0]})}, r"infinite values in column\(s\) \['a'\]"),
+        ({"covariates": pd.DataFrame({"a": pd.to_datetime(["2020-01-01"] * 3)})}, "dtype datetime64"),
         ({"covariates": pd.DataFrame({"a": [1.0, 2.0]})}, "rows"),
         ({"covariates": np.zeros((3, 1))}, "DataFrame"),
         ({"rng_key": 0}, r"jax\.random\.key\(seed\)"),
         ({"rng_key": np.array([1.0, 2.0])}, "rng_key must be a JAX random key"),
-        ({"outcome": "lognormal"}, "not implemented yet"),
+        ({"outcome": "gamma"}, "is unknown"),
         ({"time_unit": "fortnights"}, "time_unit"),
         ({"warmup": 0}, "warmup"),
         ({"target_accept": 1.5}, "target_accept"),

@@ -60,7 +60,7 @@ def test_set_overrides_parse_yaml_and_address_designs_by_name():
         ("designs.rct.method=bogus", ["designs[rct].method", "'pool', 'power_prior' or 'none'", "bogus"]),
         ("designs.nope.real_control=1", ["no entry named 'nope'", "rct, hybrid_pooled"]),
         ("effect.hazard_ratio=[1,-2]", ["effect.hazard_ratio", "positive"]),
-        ("model.outcome=lognormal", ["model.outcome", "not implemented yet", "exponential, weibull"]),
+        ("model.outcome=gamma", ["model.outcome", "is unknown", "piecewise_exponential, lognormal"]),
         ("designs.hybrid_power_prior.a0=null", ["designs[hybrid_power_prior]", "needs `a0`"]),
         ("trial.cut.time=12", ["trial.cut", "exactly one of `events` or `time`"]),
         ("sweep={trial.foo: [1]}", ["sweep 'trial.foo'", "sweepable"]),

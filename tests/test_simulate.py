@@ -10,11 +10,13 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 from scipy import stats
 
 from twinsim.analysis import decide, operating_characteristics
+from twinsim.models import CovariateModel
 from twinsim.scenario import build_grid, load_scenario, parse_scenario
 from twinsim.simulate import (
     KEY_SIMULATE,
@@ -91,11 +93,12 @@ def test_covariate_effects_reach_event_times():
     """Marginal survival of sampled patients equals the closed form averaged over their own
     covariates (second implementation of the PH inverse transform, in numpy)."""
     rng = np.random.default_rng(0)
-    q = np.sort(np.stack([rng.normal(size=500), rng.integers(0, 2, 500).astype(float)]), axis=1)
+    q = np.stack([rng.normal(size=500), rng.integers(0, 2, 500).astype(float)])  # independent columns
     beta = np.array([[0.6, -0.8]])
+    cov = CovariateModel.fit(pd.DataFrame({"z": q[0], "b": q[1]}))
     model = PatientModel(
-        jnp.array([math.log(10.0)]), jnp.array([math.log(1.3)]), jnp.asarray(beta),
-        jnp.asarray(q), jnp.array([False, True]), jnp.eye(2), jnp.asarray(q.mean(1)), jnp.asarray(q.std(1)),
+        "weibull", {"log_scale": jnp.array([math.log(10.0)]), "log_shape": jnp.array([math.log(1.3)])},
+        jnp.asarray(beta), {}, cov.arrays, jnp.asarray(q.mean(1)), jnp.asarray(q.std(1)), jnp.zeros(1),
     )
     x, t = map(np.asarray, sample_patients(jax.random.key(1), model, 40000))
     eta = ((x - q.mean(1)) / q.std(1)) @ beta[0]

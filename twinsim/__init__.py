@@ -17,7 +17,7 @@ _jax.config.update("jax_enable_x64", True)
 __version__ = "0.1.0"
 
 from .analysis import decide, kaplan_meier, logrank_cox, operating_characteristics  # noqa: E402
-from .data import TrialData, list_datasets, load_data  # noqa: E402
+from .data import Biomarker, TrialData, list_datasets, load_data  # noqa: E402
 from .errors import (  # noqa: E402
     ConvergenceWarning,
     DataError,
@@ -28,15 +28,15 @@ from .errors import (  # noqa: E402
     TwinsimWarning,
 )
 from .fit import Posterior, fit_data  # noqa: E402  (twinsim.fit stays the module)
-from .models import CovariateCopula  # noqa: E402
+from .models import CovariateCopula, CovariateModel  # noqa: E402
 from .run import RunResult, fit_scenario, run_scenario, write_outputs  # noqa: E402
 from .scenario import Scenario, build_grid, load_scenario  # noqa: E402
 from .simulate import predictive_km, sample_patients, simulate_grid  # noqa: E402
 
 __all__ = [
     "__version__",
-    "TrialData", "load_data", "list_datasets",
-    "Posterior", "fit_data", "CovariateCopula",
+    "TrialData", "Biomarker", "load_data", "list_datasets",
+    "Posterior", "fit_data", "CovariateModel", "CovariateCopula",
     "Scenario", "load_scenario", "build_grid",
     "simulate_grid", "sample_patients", "predictive_km",
     "logrank_cox", "kaplan_meier", "decide", "operating_characteristics",

@@ -30,7 +30,7 @@ from . import __version__
 from .analysis import operating_characteristics
 from .data import TrialData, load_data
 from .errors import ModelError, TwinsimError
-from .fit import Posterior, fit_data
+from .fit import Posterior, compare_models, fit_data
 from .scenario import Grid, Scenario, build_grid
 from .simulate import (
     KEY_FIT,
@@ -43,7 +43,7 @@ from .simulate import (
 
 log = logging.getLogger("twinsim.run")
 
-__all__ = ["RunResult", "check_out_dir", "resolved_scenario", "load_historical", "fit_scenario", "run_scenario", "summary_frame", "write_outputs"]
+__all__ = ["RunResult", "check_out_dir", "resolved_scenario", "load_historical", "fit_models", "fit_scenario", "run_scenario", "summary_frame", "write_outputs"]
 
 #: Columns of summary.csv that the scenario contract fixes (docs/outputs.md), in order.
 SUMMARY_COLUMNS = ["replicates", "rejection_rate", "mcse", "mean_estimate", "bias", "rmse", "coverage"]
@@ -63,26 +63,41 @@ class RunResult:
     posterior: Posterior | None
     historical: TrialData | None
     provenance: dict = field(default_factory=dict)
+    comparison: pd.DataFrame | None = None  #: PSIS-LOO table when several families were fitted
 
 
 def load_historical(scenario: Scenario) -> TrialData:
-    """Load and check the scenario's historical data (raises DataError on bad input)."""
+    """Load and check the scenario's historical data (raises DataError on bad input).
+
+    Every form of ``historical.data`` (``builtin:NAME``, a file, ``adam: {...}``, a list of
+    sources) and the sections ``study``, ``id``, ``biomarker`` and ``missing`` map onto
+    :func:`twinsim.data.load_data` one to one; its ``event`` is 1 = event observed,
+    0 = censored (ADaM's CNSR is converted there).  Relative paths are resolved against
+    the scenario file's folder.
+    """
     h = scenario.historical
-    if not isinstance(h.data, str):
-        raise TwinsimError(
-            "historical.data: ADaM input (adam: {adsl, adtte, paramcd}) is not implemented yet "
-            "(issue 3); export the analysis table to CSV with duration and event columns instead."
-        )
+    plain = h.model_dump(mode="python", exclude_none=True)  # data as str / {adam: {...}} / list of those
     return load_data(
-        h.data, duration=h.duration, event=h.event, covariates=list(h.covariates), filter=dict(h.filter),
-        time_unit=h.time_unit, missing=h.missing, base_dir=scenario.base_dir, field="historical",
+        plain["data"], duration=h.duration, event=h.event, covariates=list(h.covariates), filter=dict(h.filter),
+        time_unit=h.time_unit, missing=h.missing, study=h.study, id=h.id, biomarker=plain.get("biomarker"),
+        base_dir=scenario.base_dir, field="historical",
     )
 
 
-def fit_scenario(scenario: Scenario, *, historical: TrialData | None = None, progress_bar: bool = False) -> Posterior:
-    """Fit (or load) the scenario's generative model.
+def fit_models(
+    scenario: Scenario, *, historical: TrialData | None = None, progress_bar: bool = False
+) -> tuple[Posterior, pd.DataFrame | None, dict[str, Posterior]]:
+    """Fit the scenario's model(s); compare them by PSIS-LOO when more than one.
 
-    The fit key is ``fold_in(jax.random.key(seed), KEY_FIT)``.
+    Every family is fitted with the same key ``fold_in(jax.random.key(seed), KEY_FIT)``, so
+    the chosen family's fit is the one a scenario naming it alone would give.
+
+    Returns
+    -------
+    (chosen posterior, comparison table or None, all fits by family)
+        The chosen family is ``model.outcome``, or with ``outcome: auto`` the one with the
+        highest ``elpd_loo``.  The table is :func:`twinsim.fit.compare_models` plus a
+        ``chosen`` column.
     """
     m = scenario.model
     if m.posterior is not None:
@@ -91,14 +106,33 @@ def fit_scenario(scenario: Scenario, *, historical: TrialData | None = None, pro
         post = Posterior.load(path)
         if post.outcome != m.outcome and "outcome" in m.model_fields_set:
             raise ModelError(f"model.posterior {str(path)!r} holds a {post.outcome} model but model.outcome is {m.outcome!r}; remove one of them.")
-        return post
+        return post, None, {post.outcome: post}
     data = historical if historical is not None else load_historical(scenario)
     inf = m.inference
     key = jax.random.fold_in(jax.random.key(scenario.seed), KEY_FIT)
-    return fit_data(
-        data, outcome=m.outcome, rng_key=key, chains=inf.chains, warmup=inf.warmup, draws=inf.draws,
-        target_accept=inf.target_accept, progress_bar=progress_bar, seed=scenario.seed,
-    )
+    fits = {}
+    for family in m.families:
+        log.info("fitting the %s model", family)
+        fits[family] = fit_data(
+            data, outcome=family, rng_key=key, chains=inf.chains, warmup=inf.warmup, draws=inf.draws,
+            target_accept=inf.target_accept, progress_bar=progress_bar, seed=scenario.seed,
+            pieces=m.pieces, knots=m.knots, study_prior_sd=m.study_prior_sd,
+        )
+    if len(fits) == 1:
+        (post,) = fits.values()
+        return post, None, fits
+    table = compare_models(fits)
+    chosen = table.index[0] if m.outcome == "auto" else m.outcome
+    table["chosen"] = table.index == chosen
+    return fits[chosen], table, fits
+
+
+def fit_scenario(scenario: Scenario, *, historical: TrialData | None = None, progress_bar: bool = False) -> Posterior:
+    """Fit (or load) the scenario's generative model: the chosen posterior of :func:`fit_models`.
+
+    The fit key is ``fold_in(jax.random.key(seed), KEY_FIT)``.
+    """
+    return fit_models(scenario, historical=historical, progress_bar=progress_bar)[0]
 
 
 def summary_frame(oc: xr.Dataset, grid: Grid) -> pd.DataFrame:
@@ -147,6 +181,7 @@ def run_scenario(
     RunResult
     """
     grid = build_grid(scenario)  # validates every grid point before any work
+    comparison = None
     if scenario.control is not None:
         model = patient_model_from_control(scenario.control)
     else:
@@ -155,7 +190,7 @@ def run_scenario(
                 historical = load_historical(scenario)
             if progress:
                 progress("fit", 0, 1)
-            posterior = fit_scenario(scenario, historical=historical)
+            posterior, comparison, _fits = fit_models(scenario, historical=historical)
             if progress:
                 progress("fit", 1, 1)
         model = patient_model_from_posterior(posterior, scenario.trial.time_unit)
@@ -185,7 +220,8 @@ def run_scenario(
         prov["model"] = {
             "outcome": posterior.outcome,
             "covariates": list(posterior.covariate_names),
-            "covariate_generator": "gaussian copula, empirical marginals",
+            "covariate_generator": "gaussian copula with empirical marginals (twinsim.models.CovariateModel)",
+            "covariate_missing": posterior.covariate_model.missing,
             "inference": posterior.inference,
             "data_source": posterior.provenance.get("data_source"),
             "data_hash": posterior.provenance.get("data_hash"),
@@ -197,6 +233,12 @@ def run_scenario(
             },
             "fitted": posterior.provenance.get("created"),
         }
+        if posterior.consts:
+            prov["model"]["consts"] = {k: np.asarray(v).tolist() for k, v in posterior.consts.items()}
+        if posterior.study is not None:
+            prov["model"]["studies"] = list(posterior.study["labels"])
+        if comparison is not None:
+            prov["model"]["comparison"] = comparison.reset_index().to_dict(orient="records")
     results.attrs.update({
         "title": f"twinsim results: {scenario.name}",
         "twinsim_version": __version__,
@@ -205,7 +247,7 @@ def run_scenario(
         # timestamps stay in provenance.json: the same scenario and seed give identical results.nc
         "provenance": json.dumps(_without_timestamps(prov), default=str),
     })
-    return RunResult(scenario, grid, results, summary, model, posterior, historical, prov)
+    return RunResult(scenario, grid, results, summary, model, posterior, historical, prov, comparison)
 
 
 def _without_timestamps(prov: dict) -> dict:
@@ -227,11 +269,10 @@ def resolved_scenario(scenario: Scenario) -> dict:
         p = Path(path)
         return str(p if p.is_absolute() else (scenario.base_dir / p).resolve())
 
-    hist = raw.get("historical")
-    if hist and isinstance(hist.get("data"), str) and not hist["data"].startswith("builtin:"):
-        hist["data"] = absolute(hist["data"])
-    elif hist and isinstance(hist.get("data"), dict):
-        hist["data"] = {k: absolute(v) if k in ("adsl", "adtte") else v for k, v in hist["data"].items()}
+    if scenario.historical is not None:
+        raw["historical"] = scenario.historical.with_absolute_paths(scenario.base_dir).model_dump(
+            mode="json", exclude_none=True
+        )
     model = raw.get("model")
     if model and model.get("posterior"):
         model["posterior"] = absolute(model["posterior"])
@@ -270,6 +311,8 @@ def write_outputs(result: RunResult, out_dir: str | os.PathLike, *, report: bool
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; the output is an ordinary folder
     try:
         result.summary.to_csv(tmp / "summary.csv", index=False)
+        if result.comparison is not None:
+            result.comparison.to_csv(tmp / "model_comparison.csv")
         result.results.to_netcdf(tmp / "results.nc")
         (tmp / "scenario.yaml").write_text(yaml.safe_dump(resolved_scenario(result.scenario), sort_keys=False))
         (tmp / "provenance.json").write_text(json.dumps(result.provenance, indent=2, default=str) + "\n")

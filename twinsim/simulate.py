@@ -38,12 +38,15 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pandas as pd
 import xarray as xr
 from scipy.special import ndtri
 
 from .analysis import decide, kth_smallest, logrank_cox
 from .errors import StatisticalWarning
-from .models import copula_sample, event_time_from_exponential
+from .models import get_family
+from .models.covariates import CovariateArrays, CovariateModel, sample_raw
+from .models.encoding import encode
 from .scenario import Grid, Scenario
 
 log = logging.getLogger("twinsim.simulate")
@@ -68,26 +71,46 @@ __all__ = [
     "predictive_km",
 ]
 
+#: The covariate generator of a model without covariates (assumed control distributions).
+_NO_COVARIATES = CovariateModel.fit(pd.DataFrame(index=range(2)))
+
 #: ``fold_in`` constants of the key tree under ``jax.random.key(seed)``.
 KEY_FIT, KEY_SIMULATE, KEY_REPORT = 1, 2, 3
 
 
-class PatientModel(NamedTuple):
-    """Arrays the kernel needs to generate patients (a pytree).
+@jax.tree_util.register_pytree_node_class
+@dataclass(frozen=True)
+class PatientModel:
+    """Arrays the kernel needs to generate patients (a pytree; ``family`` is static).
 
-    ``log_scale``, ``log_shape`` (S,) and ``beta`` (S, p) are posterior draws in trial time
-    units on standardised covariates; ``quantiles`` (p, Q), ``discrete`` (p,), ``chol``
-    (p, p) the copula; ``mean``, ``sd`` (p,) the standardisation.
+    ``params`` (dict of (S, ...) arrays) and ``beta`` (S, p) are posterior draws of the
+    outcome family :attr:`family` in trial time units on standardised covariates;
+    ``consts`` the family's constants (knots) in trial time units; ``covariates`` the
+    covariate generator and encoder (:class:`~twinsim.models.covariates.CovariateArrays`);
+    ``mean``, ``sd`` (p,) the standardisation of the design columns; ``study_sd`` (S,) the
+    between-study SD (zeros for one source).
     """
 
-    log_scale: jax.Array
-    log_shape: jax.Array
+    family: str
+    params: dict
     beta: jax.Array
-    quantiles: jax.Array
-    discrete: jax.Array
-    chol: jax.Array
+    consts: dict
+    covariates: CovariateArrays
     mean: jax.Array
     sd: jax.Array
+    study_sd: jax.Array
+
+    def tree_flatten(self):
+        return ((self.params, self.beta, self.consts, self.covariates, self.mean, self.sd, self.study_sd),
+                self.family)
+
+    @classmethod
+    def tree_unflatten(cls, family, children):
+        return cls(family, *children)
+
+    @property
+    def n_draws(self) -> int:
+        return int(self.beta.shape[0])
 
 
 class DesignConfig(NamedTuple):
@@ -127,38 +150,47 @@ class TrialOutcome(NamedTuple):
 def patient_model_from_posterior(posterior, time_unit: str) -> PatientModel:
     """Kernel arrays from a fitted :class:`~twinsim.fit.Posterior` (times in ``time_unit``)."""
     d = posterior.draws(time_unit)
-    cop = posterior.copula
+    beta = d.pop("beta")
     return PatientModel(
-        jnp.asarray(d["log_scale"], float), jnp.asarray(d["log_shape"], float), jnp.asarray(d["beta"], float),
-        jnp.asarray(cop.quantiles, float), jnp.asarray(cop.discrete, bool), jnp.asarray(cop.chol, float),
+        posterior.outcome,
+        {k: jnp.asarray(v, float) for k, v in d.items()},
+        jnp.asarray(beta, float),
+        {k: jnp.asarray(v, float) for k, v in posterior.consts_in(time_unit).items()},
+        posterior.covariate_model.arrays,
         jnp.asarray(posterior.covariate_mean, float), jnp.asarray(posterior.covariate_sd, float),
+        jnp.asarray(posterior.study_sd, float),
     )
 
 
 def patient_model_from_control(control) -> PatientModel:
     """Kernel arrays for an assumed control distribution (one draw, no covariates)."""
     return PatientModel(
-        jnp.array([control.log_scale]), jnp.array([control.log_shape]), jnp.zeros((1, 0)),
-        jnp.zeros((0, 1)), jnp.zeros((0,), bool), jnp.zeros((0, 0)), jnp.zeros((0,)), jnp.ones((0,)),
+        "weibull", {"log_scale": jnp.array([control.log_scale]), "log_shape": jnp.array([control.log_shape])},
+        jnp.zeros((1, 0)), {}, _NO_COVARIATES.arrays, jnp.zeros((0,)), jnp.ones((0,)),
+        jnp.zeros((1,)),
     )
 
 
-def _draw_pool(key, model: PatientModel, n: int, draw_index):
-    """Latent variables of ``n`` patients: base log event time, entry fraction, dropout."""
+def _draw_pool(key, model: PatientModel, n: int, draw_index, study_u):
+    """Latent patients: (log E, eta, their draw's parameters), entry fraction, dropout.
+
+    ``draw_index`` is one posterior draw for all (real patients) or one per patient
+    (synthetic); ``study_u`` the population's study effect (scalar or (n,)).
+    """
     kx, ke, ka, kd = jax.random.split(key, 4)
-    x = copula_sample(kx, model.quantiles, model.discrete, model.chol, n)
+    x = encode(sample_raw(kx, n, model.covariates), model.covariates)
     x = (x - model.mean) / model.sd
     beta = model.beta[draw_index]
-    eta = jnp.sum(x * beta, axis=-1) if beta.ndim == 2 else x @ beta
-    e = jax.random.exponential(ke, (n,))
-    log_t = jnp.log(event_time_from_exponential(e, model.log_scale[draw_index], model.log_shape[draw_index], eta))
-    inv_k = jnp.exp(-model.log_shape[draw_index]) * jnp.ones(n)
-    return log_t, inv_k, jax.random.uniform(ka, (n,)), jax.random.exponential(kd, (n,))
+    eta = (jnp.sum(x * beta, axis=-1) if beta.ndim == 2 else x @ beta) + study_u
+    p = jax.tree_util.tree_map(lambda a: a[draw_index], model.params)
+    log_e = jnp.log(jax.random.exponential(ke, (n,)))
+    return (log_e, eta, p), jax.random.uniform(ka, (n,)), jax.random.exponential(kd, (n,))
 
 
-def _follow_up(log_t, inv_k, log_mult, entry_frac, dropout_e, n, cfg: DesignConfig, max_n):
-    """Event time under the multiplier, entry and dropout, padded to ``max_n``."""
-    t = jnp.exp(log_t - log_mult * inv_k)
+def _follow_up(model: PatientModel, latent, log_mult, entry_frac, dropout_e, n, cfg: DesignConfig, max_n):
+    """Event time under the hazard multiplier, entry and dropout, padded to ``max_n``."""
+    log_e, eta, p = latent
+    t = get_family(model.family).time_at(log_e - log_mult, p, eta, model.consts)
     entry = entry_frac * cfg.accrual
     drop = jnp.where(cfg.dropout_rate > 0, dropout_e / jnp.where(cfg.dropout_rate > 0, cfg.dropout_rate, 1.0), jnp.inf)
     in_design = jnp.arange(max_n) < n
@@ -184,24 +216,32 @@ class SimulatedTrial(NamedTuple):
 
 
 def _draw_pools(key, model: PatientModel, sizes: Sizes):
-    """Latent patients of one replicate: the truth draw, then treatment, control, synthetic pools."""
+    """Latent patients of one replicate: the truth draw, then treatment, control, synthetic pools.
+
+    With several historical studies the concurrent population is a new study: one study
+    effect ``N(0, study_sd^2)`` shared by its real patients; each synthetic control gets
+    its own (the predictive of a patient from a new study).
+    """
     k_truth, k_t, k_c, k_s, k_idx = jax.random.split(key, 5)
-    n_draws = model.log_scale.shape[0]
+    n_draws = model.beta.shape[0]
     s = jax.random.randint(k_truth, (), 0, n_draws)
     syn_idx = jax.random.randint(k_idx, (sizes.max_syn,), 0, n_draws)
+    z = jax.random.normal(jax.random.fold_in(key, 7), (1 + sizes.max_syn,))
+    u_truth = model.study_sd[s] * z[0]
+    u_syn = model.study_sd[syn_idx] * z[1:]
     return (
-        _draw_pool(k_t, model, sizes.max_treat, s),
-        _draw_pool(k_c, model, sizes.max_real, s),
-        _draw_pool(k_s, model, sizes.max_syn, syn_idx),
+        _draw_pool(k_t, model, sizes.max_treat, s, u_truth),
+        _draw_pool(k_c, model, sizes.max_real, s, u_truth),
+        _draw_pool(k_s, model, sizes.max_syn, syn_idx, u_syn),
     )
 
 
-def _censor(pools, cfg: DesignConfig, sizes: Sizes) -> SimulatedTrial:
+def _censor(model: PatientModel, pools, cfg: DesignConfig, sizes: Sizes) -> SimulatedTrial:
     """Apply one configuration to the pools: effect, drift, accrual, dropout, cut, censoring."""
-    (lt_t, ik_t, a_t, d_t), (lt_c, ik_c, a_c, d_c), (lt_s, ik_s, a_s, d_s) = pools
-    trt = _follow_up(lt_t, ik_t, cfg.log_hr + cfg.log_drift, a_t, d_t, cfg.n_treat, cfg, sizes.max_treat)
-    ctl = _follow_up(lt_c, ik_c, cfg.log_drift, a_c, d_c, cfg.n_real, cfg, sizes.max_real)
-    syn = _follow_up(lt_s, ik_s, 0.0, a_s, d_s, cfg.n_syn, cfg, sizes.max_syn)
+    (lt_t, a_t, d_t), (lt_c, a_c, d_c), (lt_s, a_s, d_s) = pools
+    trt = _follow_up(model, lt_t, cfg.log_hr + cfg.log_drift, a_t, d_t, cfg.n_treat, cfg, sizes.max_treat)
+    ctl = _follow_up(model, lt_c, cfg.log_drift, a_c, d_c, cfg.n_real, cfg, sizes.max_real)
+    syn = _follow_up(model, lt_s, 0.0, a_s, d_s, cfg.n_syn, cfg, sizes.max_syn)
 
     if sizes.event_driven:
         cal = [jnp.where(inside & (t <= drop), entry + t, jnp.inf) for t, entry, drop, inside in (trt, ctl)]
@@ -240,7 +280,7 @@ def simulate_trial_data(key, model: PatientModel, config: DesignConfig, sizes: S
     The same patients :func:`simulate_trial` analyses for that key: use it to inspect a
     simulated trial or to analyse it with another tool.
     """
-    return _censor(_draw_pools(key, model, sizes), config, sizes)
+    return _censor(model, _draw_pools(key, model, sizes), config, sizes)
 
 
 def simulate_trial(key, model: PatientModel, configs: DesignConfig, sizes: Sizes) -> TrialOutcome:
@@ -258,7 +298,7 @@ def simulate_trial(key, model: PatientModel, configs: DesignConfig, sizes: Sizes
     TrialOutcome with (C,) fields.
     """
     pools = _draw_pools(key, model, sizes)
-    return jax.lax.map(lambda cfg: analyse_trial(_censor(pools, cfg, sizes)), configs)
+    return jax.lax.map(lambda cfg: analyse_trial(_censor(model, pools, cfg, sizes)), configs)
 
 
 @partial(jax.jit, static_argnames=("sizes",))
@@ -430,18 +470,25 @@ def sample_patients(rng_key, model: PatientModel, n: int, *, draw: int | None = 
     draw : int or None
         One posterior draw for every patient (a replicated data set, as in a posterior
         predictive check), or None: each patient gets its own draw (synthetic controls).
+        With several historical studies the patients of one draw share one new-study
+        effect; with ``draw=None`` each patient has its own.
 
     Returns
     -------
-    (covariates (n, p), time (n,)) as JAX arrays.
+    (covariates (n, p_raw), time (n,)) as JAX arrays: raw covariate rows (numeric values,
+    categorical level codes, NaN where missing; :meth:`CovariateModel.to_frame` turns them
+    into a DataFrame) and event times.
     """
     k_idx, k_x, k_e = jax.random.split(rng_key, 3)
-    n_draws = model.log_scale.shape[0]
-    idx = jax.random.randint(k_idx, (n,), 0, n_draws) if draw is None else jnp.full((n,), draw)
-    x = copula_sample(k_x, model.quantiles, model.discrete, model.chol, n)
-    eta = jnp.sum(((x - model.mean) / model.sd) * model.beta[idx], axis=-1)
-    e = jax.random.exponential(k_e, (n,))
-    return x, event_time_from_exponential(e, model.log_scale[idx], model.log_shape[idx], eta)
+    idx = jax.random.randint(k_idx, (n,), 0, model.n_draws) if draw is None else jnp.full((n,), draw)
+    z = jax.random.normal(jax.random.fold_in(rng_key, 7), (n,))
+    u = model.study_sd[idx] * (z if draw is None else z[0])
+    x = sample_raw(k_x, n, model.covariates)
+    design = (encode(x, model.covariates) - model.mean) / model.sd
+    eta = jnp.sum(design * model.beta[idx], axis=-1) + u
+    p = jax.tree_util.tree_map(lambda a: a[idx], model.params)
+    log_e = jnp.log(jax.random.exponential(k_e, (n,)))
+    return x, get_family(model.family).time_at(log_e, p, eta, model.consts)
 
 
 @partial(jax.jit, static_argnames=("n", "cohorts"))
@@ -459,7 +506,7 @@ def predictive_km(rng_key, model: PatientModel, grid, *, n: int, cohorts: int):
 
     def one(key):
         k_draw, k_pat = jax.random.split(key)
-        s = jax.random.randint(k_draw, (), 0, model.log_scale.shape[0])
+        s = jax.random.randint(k_draw, (), 0, model.n_draws)
         _, t = sample_patients(k_pat, model, n, draw=s)
         return km_on_grid(t, jnp.ones_like(t), grid)
 

@@ -15,7 +15,7 @@ Modules, by role:
 The outcome models live in :mod:`twinsim.models`; they are fitted here on covariates
 standardised by the historical mean and standard deviation (``ddof=0``; a constant
 column gets standard deviation 1).  The fitted :class:`Posterior` keeps everything the
-simulator needs: flat posterior draws of ``log_scale``, ``log_shape`` and ``beta``, the
+simulator needs: flat posterior draws of the family's parameters and ``beta``, the
 standardisation, the covariate copula and the historical follow-up, plus diagnostics
 and provenance.
 
@@ -28,7 +28,8 @@ Randomness enters only through the keyword ``rng_key`` (a JAX random key, e.g.
 """
 
 from .diagnostics import check_convergence
+from .compare import compare_models, psis_loo
 from .inference import fit, fit_data
 from .posterior import Posterior
 
-__all__ = ["Posterior", "fit", "fit_data", "check_convergence"]
+__all__ = ["Posterior", "fit", "fit_data", "check_convergence", "compare_models", "psis_loo"]

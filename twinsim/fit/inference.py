@@ -18,6 +18,7 @@ import platform
 import time as _time
 import warnings
 from datetime import datetime, timezone
+from functools import partial
 from typing import Any
 
 import jax
@@ -28,7 +29,10 @@ import pandas as pd
 from numpyro.infer import MCMC, NUTS
 
 from ..errors import ModelError, StatisticalWarning
-from ..models import TIME_UNITS, CovariateCopula, get_outcome_model
+from ..models import TIME_UNITS, default_knots, get_family, outcome_model
+from ..models.covariates import CovariateModel
+from ..models.outcome import STUDY_PRIOR_SD
+from .compare import psis_loo
 from ._common import _twinsim_version, az, logger
 from .diagnostics import _check_convergence, _summarise
 from .posterior import Posterior
@@ -57,7 +61,7 @@ def _key_data(rng_key) -> list[int]:
     return raw.tolist()
 
 
-def _validate(time, event, covariates) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+def _validate(time, event, covariates, missing: str = "error") -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
     try:
         t = np.asarray(time, dtype=float)
     except (TypeError, ValueError) as err:
@@ -102,23 +106,27 @@ def _validate(time, event, covariates) -> tuple[np.ndarray, np.ndarray, pd.DataF
     names = [str(c) for c in covariates.columns]
     if len(set(names)) != len(names):
         raise ModelError(f"covariate names must be unique; got {names}.")
-    non_numeric = [
-        str(c) for c in covariates.columns
-        if not (pd.api.types.is_numeric_dtype(covariates[c]) or pd.api.types.is_bool_dtype(covariates[c]))
-    ]
-    if non_numeric:
+    frame = pd.DataFrame(index=pd.RangeIndex(n))
+    for c, name in zip(covariates.columns, names):
+        col = covariates[c].reset_index(drop=True)
+        if isinstance(col.dtype, pd.CategoricalDtype) or col.dtype == object or pd.api.types.is_string_dtype(col):
+            frame[name] = col if isinstance(col.dtype, pd.CategoricalDtype) else pd.Categorical(col)
+        elif pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
+            frame[name] = col.astype(float)
+        else:
+            raise ModelError(
+                f"covariate {name!r} has dtype {col.dtype}; give numbers, booleans or categories."
+            )
+    numeric = [c for c in frame.columns if not isinstance(frame[c].dtype, pd.CategoricalDtype)]
+    infinite = [c for c in numeric if np.isinf(frame[c].to_numpy()).any()]
+    if infinite:
+        raise ModelError(f"covariates contain infinite values in column(s) {infinite}; fix or drop them.")
+    with_nan = [c for c in frame.columns if frame[c].isna().any()]
+    if with_nan and missing != "model":
         raise ModelError(
-            f"covariates must be numeric; column(s) {non_numeric} are not. Encode categories "
-            "as 0/1 indicator columns."
+            f"covariates contain missing values in column(s) {with_nan}; drop those patients "
+            "(historical.missing: drop), impute them first, or model them (historical.missing: model)."
         )
-    values = covariates.to_numpy(dtype=float)
-    bad_cols = [names[j] for j in range(values.shape[1]) if not np.all(np.isfinite(values[:, j]))]
-    if bad_cols:
-        raise ModelError(
-            f"covariates contain NaN or infinite values in column(s) {bad_cols}; impute or "
-            "drop those patients first."
-        )
-    frame = pd.DataFrame(values, columns=names)
     return t, e, frame
 
 
@@ -133,6 +141,26 @@ def _versions() -> dict[str, str]:
     }
 
 
+def _check_study(study, n: int, study_labels) -> tuple[np.ndarray | None, tuple[str, ...]]:
+    """Validate study codes (n,) in 0..K-1; a single study is treated as none."""
+    if study is None:
+        return None, ()
+    codes = np.asarray(study)
+    if codes.shape != (n,) or not np.issubdtype(codes.dtype, np.integer) or codes.min() < 0:
+        raise ModelError(
+            f"study must hold one non-negative integer code per patient (shape ({n},)); got "
+            f"dtype {codes.dtype}, shape {codes.shape}. Use TrialData.study from twinsim.data."
+        )
+    k = int(codes.max()) + 1
+    labels = tuple(str(v) for v in study_labels) if study_labels else tuple(str(i) for i in range(k))
+    if len(labels) != k or len(np.unique(codes)) != k:
+        raise ModelError(
+            f"study codes must be 0..K-1 with every code present and one label each; got codes "
+            f"{sorted(np.unique(codes).tolist())} and labels {list(labels)}."
+        )
+    return (codes.astype(np.int32), labels) if k > 1 else (None, ())
+
+
 def fit(
     time,
     event,
@@ -145,6 +173,12 @@ def fit(
     warmup: int = 500,
     draws: int = 500,
     target_accept: float = 0.8,
+    knots=None,
+    pieces: int = 5,
+    study=None,
+    study_labels=(),
+    study_prior_sd: float = STUDY_PRIOR_SD,
+    missing: str = "error",
     data_source: str = "",
     data_hash: str = "",
     progress_bar: bool = False,
@@ -159,9 +193,12 @@ def fit(
     event : array (n,), {0, 1}
         1 = event observed, 0 = right censored.
     covariates : DataFrame (n, p) or None
-        Numeric baseline covariates without missing values (p may be 0; None = p 0).
+        Baseline covariates: numeric, boolean or categorical (pandas ``Categorical`` or
+        text) columns (p may be 0; None = p 0).  They are encoded for the outcome model by
+        :class:`~twinsim.models.covariates.CovariateModel` (categories as dummies against
+        the most frequent level; see ``docs/models-covariates.md``).
     outcome : str
-        Outcome model name in :data:`twinsim.models.OUTCOME_MODELS`.
+        Outcome family in :data:`twinsim.models.FAMILIES`.
     rng_key : jax random key
         E.g. ``jax.random.key(seed)``; the same key gives bitwise identical draws.
     time_unit : str
@@ -170,6 +207,21 @@ def fit(
         NUTS chains (run sequentially), warmup iterations and kept draws per chain.
     target_accept : float in (0, 1)
         NUTS target acceptance probability (raise towards 0.95-0.99 on divergences).
+    knots : array (K,), optional
+        Piecewise-exponential cut points in ``time_unit`` (0 is added if absent); by
+        default :func:`~twinsim.models.default_knots` with ``pieces`` pieces.
+    pieces : int
+        Number of pieces when the knots are chosen from the data.
+    study : array (n,) of int, optional
+        Study (source) code 0..K-1 of each patient; with K > 1 the model is hierarchical
+        over studies (see :mod:`twinsim.models.outcome`).
+    study_labels : sequence of str
+        Names of the K studies.
+    study_prior_sd : float
+        Scale of the half-normal prior of the between-study SD.
+    missing : {"error", "model"}
+        Missing covariate values: an error, or modelled (the generator reproduces the
+        missingness; the outcome model uses the missing-indicator encoding).
     data_source, data_hash : str
         Recorded in the provenance.
     progress_bar : bool
@@ -181,7 +233,8 @@ def fit(
     Returns
     -------
     Posterior
-        Diagnostics checked by :func:`~twinsim.fit.check_convergence`, which warns
+        With PSIS-LOO (``posterior.loo``); diagnostics checked by
+        :func:`~twinsim.fit.check_convergence`, which warns
         (:class:`~twinsim.errors.ConvergenceWarning`) when they look poor.
 
     Raises
@@ -189,7 +242,7 @@ def fit(
     ModelError
         On malformed data, an unknown outcome model or time unit, or a missing key.
     """
-    model = get_outcome_model(outcome)
+    family = get_family(outcome)
     if time_unit not in TIME_UNITS:
         raise ModelError(f"time_unit {time_unit!r} is unknown; use one of {', '.join(TIME_UNITS)}.")
     key_data = _key_data(rng_key)
@@ -204,11 +257,17 @@ def fit(
         raise ModelError(
             f"model.inference.target_accept must be a number in (0, 1); got {target_accept!r}."
         )
-    t, e, frame = _validate(time, event, covariates)
-    n, p = frame.shape
+    if missing not in ("error", "model"):
+        raise ModelError(f"missing must be 'error' or 'model'; got {missing!r}.")
+    t, e, frame = _validate(time, event, covariates, missing)
+    covariate_model = CovariateModel.fit(frame, missing=missing, field="historical.covariates")
+    n = frame.shape[0]
+    study_codes, labels = _check_study(study, n, study_labels)
+    n_studies = len(labels) if study_codes is not None else 1
     n_events = int(e.sum())
-    names = tuple(frame.columns)
-    x = frame.to_numpy(dtype=float)
+    names = tuple(covariate_model.design_names)
+    x = covariate_model.design(frame, field="historical.covariates")
+    p = x.shape[1]
     mean = x.mean(axis=0)
     constant = np.ptp(x, axis=0) == 0  # exact test: np.std of a constant column may be 1e-17
     sd = np.where(constant, 1.0, x.std(axis=0))
@@ -227,36 +286,49 @@ def fit(
         )
     x_std = (x - mean) / sd
     time_ref = float(np.median(t))
+    consts: dict[str, np.ndarray] = {}
+    if family.name == "piecewise_exponential":
+        consts["knots"] = _check_knots(knots, t, e, pieces)
 
     logger.info(
-        "fitting %s PH model by NUTS: n=%d, events=%d, p=%d, %d chain(s) x (%d warmup + %d draws)",
-        outcome, n, n_events, p, chains, warmup, draws,
+        "fitting %s model by NUTS: n=%d, events=%d, p=%d, studies=%d, %d chain(s) x (%d warmup + %d draws)",
+        outcome, n, n_events, p, n_studies, chains, warmup, draws,
     )
+    model_kwargs = {"time_ref": time_ref, "study": study_codes, "n_studies": n_studies,
+                    "study_prior_sd": float(study_prior_sd)}
+    if "knots" in consts:
+        model_kwargs["knots"] = consts["knots"]
     start = _time.perf_counter()
     mcmc = MCMC(
-        NUTS(model, target_accept_prob=float(target_accept)),
+        NUTS(partial(outcome_model, family.name), target_accept_prob=float(target_accept)),
         num_warmup=int(warmup),
         num_samples=int(draws),
         num_chains=int(chains),
         chain_method="sequential",
         progress_bar=progress_bar,
     )
-    mcmc.run(rng_key, x_std, t, e, time_ref=time_ref)
+    mcmc.run(rng_key, x_std, t, e, **model_kwargs)
     samples = mcmc.get_samples()  # flat, chain-major
     s = int(chains) * int(draws)
-    log_scale = np.asarray(samples["log_scale"], dtype=float).reshape(s)
-    log_shape = np.asarray(samples["log_shape"], dtype=float).reshape(s)
+    params = {k: np.asarray(samples[k], dtype=float).reshape((s,) + tuple(np.shape(samples[k])[1:]))
+              for k in family.params}
     beta = (
         np.asarray(samples["beta"], dtype=float).reshape(s, p) if p else np.zeros((s, 0))
     )
+    study_post = None
+    if n_studies > 1:
+        study_post = {"labels": labels, "sd": np.asarray(samples["study_sd"], float).reshape(s),
+                      "effect": np.asarray(samples["study_effect"], float).reshape(s, n_studies)}
     logger.info("NUTS finished in %.1f s", _time.perf_counter() - start)
 
     coords = {"covariate": list(names)} if p else None
     dims = {"beta": ["covariate"]} if p else None
     idata = az.from_numpyro(mcmc, coords=coords, dims=dims, log_likelihood=False)
-    var_names = ["log_scale"] + (["log_shape"] if outcome != "exponential" else [])
+    var_names = [v for v in family.params if not (v == "log_shape" and family.name == "exponential")]
     var_names += ["beta"] if p else []
+    var_names += ["study_sd"] if n_studies > 1 else []
     diagnostics, divergences = _summarise(idata, var_names)
+    loo = psis_loo(family, params, beta, x_std, t, e, consts, study_post, study_codes, chains=int(chains))
 
     inference: dict[str, Any] = {
         "method": "nuts",
@@ -276,27 +348,52 @@ def fit(
         "data_hash": str(data_hash),
         "n": int(n),
         "n_events": n_events,
+        "time_ref": time_ref,
+        "study_prior_sd": float(study_prior_sd),
     }
     posterior = Posterior(
-        outcome=outcome,
+        outcome=family.name,
         time_unit=time_unit,
         covariate_names=names,
         covariate_mean=mean,
         covariate_sd=sd,
-        log_scale=log_scale,
-        log_shape=log_shape,
+        params=params,
         beta=beta,
-        copula=CovariateCopula.fit(frame),
+        covariate_model=covariate_model,
         observed_time=t,
         observed_event=e,
         diagnostics=diagnostics,
         divergences=divergences,
         inference=inference,
         provenance=provenance,
+        consts=consts,
+        study=study_post,
+        loo=loo,
         idata=idata,
     )
     _check_convergence(posterior, rhat_max=1.01, ess_min=None, stacklevel=3)
     return posterior
+
+
+def _check_knots(knots, t, e, pieces) -> np.ndarray:
+    if knots is None:
+        return default_knots(t, e, pieces)
+    k = np.asarray(knots, dtype=float).ravel()
+    if k.size == 0 or not np.all(np.isfinite(k)) or np.any(k < 0) or np.any(np.diff(k) <= 0):
+        raise ModelError(
+            f"model.knots must be increasing, finite and >= 0 (cut points of the piecewise-exponential "
+            f"model in the data's time unit); got {list(knots)}."
+        )
+    k = k if k[0] == 0 else np.concatenate([[0.0], k])
+    empty = [f"[{a:g}, {b:g})" for a, b in zip(k, np.append(k[1:], np.inf))
+             if not np.any((t >= a) & (t < b) & (e == 1))]
+    if empty:
+        warnings.warn(
+            f"model.knots: no observed events in piece(s) {', '.join(empty)}; their hazard is driven by "
+            "the random-walk prior. Use fewer or other cut points.",
+            StatisticalWarning, stacklevel=3,
+        )
+    return k
 
 
 def fit_data(data, *, outcome: str = "weibull", rng_key, **inference) -> Posterior:
@@ -333,6 +430,11 @@ def fit_data(data, *, outcome: str = "weibull", rng_key, **inference) -> Posteri
         "data_source": str(data.source),
         "data_hash": str(data_hash),
     }
+    if data.covariates.isna().to_numpy().any():  # only historical.missing: model lets NaN through
+        kwargs["missing"] = "model"
+    if getattr(data, "study", None) is not None:  # several historical sources
+        kwargs["study"] = np.asarray(data.study)
+        kwargs["study_labels"] = tuple(getattr(data, "study_labels", ()))
     kwargs.update(inference)
     return fit(
         np.asarray(data.time), np.asarray(data.event), data.covariates,

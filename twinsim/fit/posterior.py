@@ -1,5 +1,5 @@
 """The :class:`Posterior` container: posterior draws, standardisation, covariate
-copula, diagnostics and provenance of a fitted outcome model; save/load to NetCDF.
+covariate model, diagnostics and provenance of a fitted outcome model; save/load to NetCDF.
 
 Event convention: ``observed_event`` is 1 = event observed, 0 = right censored.
 """
@@ -10,7 +10,7 @@ import json
 import os
 import uuid
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,14 +19,15 @@ import pandas as pd
 import xarray as xr
 
 from ..errors import ModelError
-from ..models import CovariateCopula, time_factor
+from ..models import get_family, time_factor
+from ..models.covariates import CovariateModel
 from ._common import _twinsim_version, az, logger
 
 __all__ = ["Posterior"]
 
 #: Marker and version of the NetCDF layout written by :meth:`Posterior.save`.
 _FORMAT = "twinsim.Posterior"
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2  # 2: any outcome family, mixed covariates, studies, LOO
 #: NetCDF engine: netCDF4 is a declared dependency of twinsim (h5netcdf only comes with arviz).
 _ENGINE = "netcdf4"
 
@@ -50,7 +51,7 @@ class Posterior:
     Attributes
     ----------
     outcome : str
-        Outcome model name (``"exponential"`` or ``"weibull"``).
+        Outcome family name (a key of :data:`twinsim.models.FAMILIES`).
     time_unit : str
         Unit of the data the model was fitted on (a key of ``TIME_UNITS``).
     covariate_names : tuple of str (p,)
@@ -58,15 +59,18 @@ class Posterior:
         Historical means used to standardise the covariates.
     covariate_sd : ndarray (p,)
         Historical standard deviations (``ddof=0``; a constant column gets 1).
-    log_scale : ndarray (S,)
-        Flat draws (chains * draws, chain-major) of the log baseline scale, in
-        ``time_unit``.
-    log_shape : ndarray (S,)
-        Log Weibull shape; zeros for the exponential model.
+    params : dict of str -> ndarray (S, ...)
+        Flat draws (chains * draws, chain-major) of the family's parameters in
+        ``time_unit`` (:attr:`twinsim.models.OutcomeFamily.params`): ``log_scale``,
+        ``log_shape`` (exponential, Weibull; ``log_shape`` zeros for the exponential);
+        ``log_hazard`` (S, K) (piecewise exponential); ``mu``, ``log_sigma`` (log-normal).
     beta : ndarray (S, p)
-        Log hazard ratios per standard deviation of each covariate.
-    copula : CovariateCopula
-        Covariate generator fitted on the historical covariates (original units).
+        Coefficients per standard deviation of each covariate: log hazard ratios (PH
+        families) or log time ratios (log-normal AFT).
+    covariate_model : CovariateModel
+        Covariate generator and design-matrix encoder fitted on the historical covariates
+        (original units; categorical levels and missingness included).
+        :attr:`covariate_names` are its :attr:`~CovariateModel.design_names`.
     observed_time : ndarray (n,), float, ``time_unit``
         Historical follow-up.
     observed_event : ndarray (n,), int
@@ -82,6 +86,16 @@ class Posterior:
     provenance : dict
         ``created`` (UTC ISO 8601), ``versions`` (twinsim, jax, numpyro, arviz, numpy,
         python), ``data_source``, ``data_hash``, ``n``, ``n_events``.
+    consts : dict
+        Fixed structure of the family: ``knots`` (K,) of the piecewise-exponential model,
+        in ``time_unit``.
+    study : dict or None
+        With several historical studies: ``labels`` (K,), ``sd`` (S,) the between-study
+        SD, ``effect`` (S, K) each study's effect on the log hazard (PH) or log time (AFT).
+        None for a single source.
+    loo : dict or None
+        PSIS-LOO of the fit (:func:`twinsim.fit.loo`): ``elpd_loo``, ``se``, ``p_loo``,
+        ``pointwise`` (n,), ``pareto_k`` (n,).
     idata : arviz.InferenceData or None
         For ArviZ users: the run as returned by ``az.from_numpyro`` after :func:`~twinsim.fit.fit`,
         the file's groups after :meth:`load`.
@@ -92,16 +106,18 @@ class Posterior:
     covariate_names: tuple[str, ...]
     covariate_mean: np.ndarray
     covariate_sd: np.ndarray
-    log_scale: np.ndarray
-    log_shape: np.ndarray
+    params: dict
     beta: np.ndarray
-    copula: CovariateCopula
+    covariate_model: CovariateModel
     observed_time: np.ndarray
     observed_event: np.ndarray
     diagnostics: pd.DataFrame
     divergences: int
     inference: dict
     provenance: dict
+    consts: dict = field(default_factory=dict)
+    study: dict | None = None
+    loo: dict | None = None
     idata: "az.InferenceData | None" = None
 
     # ------------------------------------------------------------------ views
@@ -109,7 +125,35 @@ class Posterior:
     @property
     def n_draws(self) -> int:
         """Number of flat posterior draws S (chains * draws)."""
-        return int(self.log_scale.shape[0])
+        return int(self.beta.shape[0])
+
+    @property
+    def family(self):
+        """The :class:`~twinsim.models.OutcomeFamily` of :attr:`outcome`."""
+        return get_family(self.outcome)
+
+    @property
+    def log_scale(self) -> np.ndarray:
+        """Draws (S,) of the log baseline scale (exponential and Weibull models)."""
+        return self._param("log_scale")
+
+    @property
+    def log_shape(self) -> np.ndarray:
+        """Draws (S,) of the log Weibull shape (zeros for the exponential model)."""
+        return self._param("log_shape")
+
+    @property
+    def study_sd(self) -> np.ndarray:
+        """Draws (S,) of the between-study SD (zeros for a single source)."""
+        return np.zeros(self.n_draws) if self.study is None else np.asarray(self.study["sd"], float)
+
+    def _param(self, name: str) -> np.ndarray:
+        if name not in self.params:
+            raise AttributeError(
+                f"a {self.outcome} posterior has no parameter {name!r}; its parameters are "
+                f"{list(self.params)} and beta (see Posterior.params)."
+            )
+        return self.params[name]
 
     def __repr__(self) -> str:
         return (
@@ -120,7 +164,7 @@ class Posterior:
         )
 
     def draws(self, time_unit: str) -> dict[str, np.ndarray]:
-        """Posterior draws with the scale expressed in ``time_unit``.
+        """Posterior draws with times expressed in ``time_unit``.
 
         Parameters
         ----------
@@ -130,16 +174,19 @@ class Posterior:
         Returns
         -------
         dict
-            ``{"log_scale": (S,), "log_shape": (S,), "beta": (S, p)}`` (copies);
-            ``log_scale`` is ``self.log_scale + log(time_factor(self.time_unit,
-            time_unit))``.  Shape and coefficients do not depend on the unit.
+            The family's parameters (copies), rescaled (a log time is shifted by
+            ``log(time_factor(self.time_unit, time_unit))``, a log rate by minus that), and
+            ``beta``; coefficients and shapes do not depend on the unit.
         """
-        shift = np.log(time_factor(self.time_unit, time_unit))
-        return {
-            "log_scale": np.asarray(self.log_scale, dtype=float) + shift,
-            "log_shape": np.array(self.log_shape, dtype=float),
-            "beta": np.array(self.beta, dtype=float),
-        }
+        log_f = float(np.log(time_factor(self.time_unit, time_unit)))
+        params, _ = self.family.rescale(self.params, self.consts, log_f)
+        params["beta"] = np.array(self.beta, dtype=float)
+        return params
+
+    def consts_in(self, time_unit: str) -> dict[str, np.ndarray]:
+        """The family's constants (the knots) expressed in ``time_unit``."""
+        log_f = float(np.log(time_factor(self.time_unit, time_unit)))
+        return self.family.rescale({}, self.consts, log_f)[1]
 
     def standardise(self, covariates: np.ndarray | pd.DataFrame) -> np.ndarray:
         """Standardise covariates with the historical mean and standard deviation.
@@ -184,16 +231,25 @@ class Posterior:
             chains = 1
         nd = s // chains
         cov = np.array(names, dtype=str)
+        extra_dims = {"log_hazard": "piece", "effect": "study"}
+        variables = {}
+        for name, value in self.params.items():
+            value = np.asarray(value, dtype=float)
+            dims = ("chain", "draw") + ((extra_dims.get(name, f"{name}_dim"),) if value.ndim == 2 else ())
+            variables[name] = (dims, value.reshape((chains, nd) + value.shape[1:]))
+        variables["beta"] = (("chain", "draw", "covariate"), np.asarray(self.beta).reshape(chains, nd, p))
+        if self.study is not None:
+            k = len(self.study["labels"])
+            variables["study_sd"] = (("chain", "draw"), np.asarray(self.study["sd"], float).reshape(chains, nd))
+            variables["study_effect"] = (
+                ("chain", "draw", "study"), np.asarray(self.study["effect"], float).reshape(chains, nd, k)
+            )
+        coords = {"chain": np.arange(chains), "draw": np.arange(nd), "covariate": cov}
+        if self.study is not None:
+            coords["study"] = np.array([str(v) for v in self.study["labels"]], dtype=str)
         posterior = xr.Dataset(
-            {
-                "log_scale": (("chain", "draw"), np.asarray(self.log_scale).reshape(chains, nd)),
-                "log_shape": (("chain", "draw"), np.asarray(self.log_shape).reshape(chains, nd)),
-                "beta": (
-                    ("chain", "draw", "covariate"),
-                    np.asarray(self.beta).reshape(chains, nd, p),
-                ),
-            },
-            coords={"chain": np.arange(chains), "draw": np.arange(nd), "covariate": cov},
+            variables,
+            coords=coords,
             attrs={
                 "created_at": self.provenance.get("created", ""),
                 "inference_library": "numpyro",
@@ -208,18 +264,6 @@ class Posterior:
             },
             attrs={"event_convention": "1 = event observed, 0 = right censored",
                    "time_unit": self.time_unit},
-        )
-        cop = self.copula
-        cop_names = np.array(list(cop.names), dtype=str)
-        copula = xr.Dataset(
-            {
-                "quantiles": (("covariate", "quantile"), np.asarray(cop.quantiles)),
-                "discrete": ("covariate", np.asarray(cop.discrete, dtype=bool)),
-                "corr": (("covariate", "covariate_col"), np.asarray(cop.corr)),
-            },
-            coords={"covariate": cop_names, "covariate_col": cop_names},
-            attrs={"description": "Gaussian copula with empirical marginals "
-                                  "(twinsim.models.CovariateCopula), original units"},
         )
         standardisation = xr.Dataset(
             {
@@ -239,17 +283,27 @@ class Posterior:
         groups: dict[str, xr.Dataset] = {
             "posterior": posterior,
             "observed_data": observed,
-            "copula": copula,
+            "covariate_model": self.covariate_model.to_dataset(),
             "standardisation": standardisation,
             "diagnostics": diagnostics,
         }
         if self.idata is not None and "sample_stats" in self.idata.groups():
             groups["sample_stats"] = self.idata.sample_stats
+        if self.loo is not None:
+            groups["loo"] = xr.Dataset(
+                {
+                    "pointwise": ("patient", np.asarray(self.loo["pointwise"], float)),
+                    "pareto_k": ("patient", np.asarray(self.loo["pareto_k"], float)),
+                },
+                attrs={k: float(self.loo[k]) for k in ("elpd_loo", "se", "p_loo")},
+            )
         attrs = {
             "twinsim_format": _FORMAT,
             "twinsim_format_version": _FORMAT_VERSION,
             "outcome": self.outcome,
             "time_unit": self.time_unit,
+            "params": json.dumps(list(self.params)),
+            "consts": _dumps(self.consts),
             "covariate_names": json.dumps(names),
             "divergences": int(self.divergences),
             "inference": _dumps(self.inference),
@@ -265,7 +319,7 @@ class Posterior:
         """Write the posterior to a NetCDF file (ArviZ ``InferenceData`` layout).
 
         Groups ``posterior``, ``sample_stats`` (when known), ``observed_data`` (``time``,
-        ``event``), ``copula``, ``standardisation`` and ``diagnostics``; the remaining
+        ``event``), ``covariate_model``, ``standardisation`` and ``diagnostics``; the remaining
         fields and the provenance are JSON in the file's root attributes.  The file is
         written next to ``path`` under a temporary name and moved into place with
         :func:`os.replace`, so a failed save leaves no half-written file (and an existing
@@ -356,18 +410,34 @@ class Posterior:
         names = tuple(json.loads(attrs["covariate_names"]))
         p = len(names)
         post = idata.posterior
-        log_scale = post["log_scale"].values.reshape(-1)
-        log_shape = post["log_shape"].values.reshape(-1)
-        beta = post["beta"].values.reshape(log_scale.shape[0], p)
+        outcome = str(attrs["outcome"])
+        # format 1 (issue 2) stored log_scale and log_shape only, with no "params" attribute
+        param_names = json.loads(attrs.get("params", '["log_scale", "log_shape"]'))
+
+        def flat(name):
+            v = post[name].values
+            return np.asarray(v.reshape((v.shape[0] * v.shape[1],) + v.shape[2:]), dtype=float)
+
+        params = {name: flat(name) for name in param_names}
+        beta = flat("beta").reshape(post.sizes["chain"] * post.sizes["draw"], p)
+        consts = {k: np.asarray(v, float) for k, v in json.loads(attrs.get("consts", "{}")).items()}
+        study = None
+        if "study_sd" in post:
+            study = {"labels": tuple(str(v) for v in post["study"].values),
+                     "sd": flat("study_sd"), "effect": flat("study_effect")}
+        loo = None
+        if "loo" in idata.groups():
+            g = idata["loo"]
+            loo = {k: float(g.attrs[k]) for k in ("elpd_loo", "se", "p_loo")}
+            loo.update(pointwise=np.asarray(g["pointwise"].values, float),
+                       pareto_k=np.asarray(g["pareto_k"].values, float))
         std = idata["standardisation"]
-        cop = idata["copula"]
-        cop_names = tuple(str(c) for c in cop["covariate"].values)
-        copula = CovariateCopula(
-            names=cop_names,
-            quantiles=np.asarray(cop["quantiles"].values, dtype=float),
-            discrete=np.asarray(cop["discrete"].values, dtype=bool),
-            corr=np.asarray(cop["corr"].values, dtype=float),
-        )
+        if "covariate_model" not in idata.groups():
+            raise ModelError(
+                "this posterior file was written by an earlier twinsim (format 1, before mixed-type "
+                "covariates); refit the model with this version (twinsim fit SCENARIO)."
+            )
+        covariate_model = CovariateModel.from_dataset(idata["covariate_model"])
         columns = json.loads(attrs["diagnostics_columns"])
         dg = idata["diagnostics"]
         table = {c: dg[c].values for c in columns if c != "param"}
@@ -380,15 +450,17 @@ class Posterior:
             )[columns]
         obs = idata.observed_data
         return cls(
-            outcome=str(attrs["outcome"]),
+            outcome=outcome,
             time_unit=str(attrs["time_unit"]),
             covariate_names=names,
             covariate_mean=np.asarray(std["mean"].values, dtype=float),
             covariate_sd=np.asarray(std["sd"].values, dtype=float),
-            log_scale=log_scale,
-            log_shape=log_shape,
+            params=params,
             beta=beta,
-            copula=copula,
+            consts=consts,
+            study=study,
+            loo=loo,
+            covariate_model=covariate_model,
             observed_time=obs["time"].values,
             observed_event=obs["event"].values,
             diagnostics=diagnostics,

@@ -147,7 +147,14 @@ def _provenance_items(result) -> list[str]:
     else:
         if m.get("outcome"):
             cov = ", ".join(m.get("covariates") or []) or "none"
-            items.append(f"Model: {m['outcome']} proportional hazards; covariates: {cov}")
+            from ..models import FAMILIES
+
+            fam = FAMILIES.get(m["outcome"])
+            items.append(f"Model: {fam.description if fam else m['outcome']}; covariates: {cov}")
+            if m.get("studies"):
+                items.append(f"Historical studies (hierarchical, between-study SD estimated): {', '.join(m['studies'])}")
+            if m.get("consts", {}).get("knots"):
+                items.append(f"Piecewise-exponential cut points: {', '.join(_fmt(k) for k in m['consts']['knots'])}")
         if m.get("data_source"):
             items.append(f"Data: {m['data_source']}, n = {m.get('n')}, events = {m.get('n_events')}")
         if m.get("data_hash"):
@@ -227,6 +234,28 @@ def _build(result, figures: dict[str, str]) -> list[_Block]:
             f"Time in {unit}.",
             path=figures["km_predictive"],
         ))
+    comp = getattr(result, "comparison", None)
+    if comp is not None:
+        chosen = comp.index[comp["chosen"]][0]
+        best = comp.index[0]
+        B.append(_Block("h2", "Model comparison"))
+        txt = (f"Outcome families fitted to the same patients, ranked by PSIS-LOO (expected log predictive density "
+               f"of a new patient; higher is better). `elpd_diff` is the best minus this model, `dse` its standard "
+               f"error from the pointwise differences; a difference within about 2 `dse` is not decisive. "
+               f"`pareto_k_bad` counts patients with Pareto k > 0.7 (unreliable leave-one-out estimate). "
+               f"**Chosen model: {chosen}**")
+        if sc.model.outcome == "auto":
+            txt += " (highest elpd_loo; `model.outcome: auto`)."
+        elif chosen == best:
+            txt += " (named in the scenario; it also has the highest elpd_loo)."
+        else:
+            r = comp.loc[chosen]
+            txt += (f" (named in the scenario; {best} predicts better by {_fmt(r['elpd_diff'])} "
+                    f"± {_fmt(r['dse'])} elpd).")
+        B.append(_Block("p", txt))
+        shown = comp.reset_index().rename(columns={"model": "design"})
+        shown = shown[["design", "elpd_loo", "se", "p_loo", "elpd_diff", "dse", "pareto_k_bad"]]
+        B.append(_Block("table", table=format_table(shown).rename(columns={"design": "model"})))
     if "control_survival" in figures:
         B.append(_Block("h2", "Assumed survival"))
         B.append(_Block(

@@ -14,7 +14,9 @@ from .loading import apply_override, load_scenario, parse_scenario
 from .reference import scenario_reference
 from .schema import (
     Accrual,
+    AdamData,
     AdamSource,
+    BiomarkerSpec,
     Analysis,
     Control,
     Cut,
@@ -23,6 +25,7 @@ from .schema import (
     Dropout,
     Effect,
     Historical,
+    HistoricalSource,
     Inference,
     Model,
     Scenario,
@@ -33,6 +36,9 @@ __all__ = [
     "Scenario",
     "Historical",
     "AdamSource",
+    "AdamData",
+    "HistoricalSource",
+    "BiomarkerSpec",
     "Model",
     "Inference",
     "Control",

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 
 from .schema import (
-    Accrual, AdamSource, Analysis, Control, Cut, Design, Drift, Dropout, Effect, Historical,
-    Inference, Model, Scenario, Trial,
+    Accrual, AdamSource, Analysis, BiomarkerSpec, Control, Cut, Design, Drift, Dropout, Effect, Historical,
+    HistoricalSource, Inference, Model, Scenario, Trial,
 )
 
 _SECTION_HINT = {
@@ -29,6 +29,7 @@ def scenario_reference() -> str:
     """Markdown reference of every scenario field, generated from the models."""
     sections = [
         ("(top level)", Scenario), ("historical", Historical), ("historical.data: adam", AdamSource),
+        ("historical.data[] entry", HistoricalSource), ("historical.biomarker", BiomarkerSpec),
         ("model", Model), ("model.inference", Inference), ("control", Control), ("trial", Trial),
         ("trial.accrual", Accrual), ("trial.dropout", Dropout), ("trial.cut", Cut),
         ("effect", Effect), ("drift", Drift), ("designs[]", Design), ("analysis", Analysis),
