@@ -10,6 +10,7 @@
 
 from .covariates import CovariateArrays, CovariateCopula, CovariateModel, copula_sample, sample_raw
 from .encoding import DesignSpec, encode
+from .joint import censoring_sampler, fit_joint, joint_predictive, joint_sample, joint_weibull
 from .outcome import (
     FAMILIES,
     OUTCOME_MODELS,
@@ -50,4 +51,9 @@ __all__ = [
     "DesignSpec",
     "CovariateCopula",
     "copula_sample",
+    "joint_weibull",
+    "joint_sample",
+    "fit_joint",
+    "joint_predictive",
+    "censoring_sampler",
 ]
