@@ -36,9 +36,7 @@ is left as it is.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
-import platform
 import shlex
 import sys
 import time
@@ -49,6 +47,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _machine  # noqa: E402  (benchmarks/_machine.py)
 
 import jax  # noqa: E402
 import numpyro  # noqa: E402
@@ -88,28 +88,7 @@ def loadavg() -> str:
 
 
 def machine_facts() -> dict:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover
-        usable = os.cpu_count()
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "usable": usable,
-        "python": platform.python_version(),
-        "jax": jax.__version__,
-        "numpyro": numpyro.__version__,
-        "backend": jax.default_backend(),
-        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-    }
+    return _machine.machine_facts(numpyro=numpyro.__version__)
 
 
 def simulate(n: int, seed: int = SEED):

@@ -28,7 +28,6 @@ machine's cores; the load average before and after is recorded.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
 import platform
 import shlex
@@ -43,6 +42,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _machine  # noqa: E402  (benchmarks/_machine.py)
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -133,34 +134,15 @@ def sort_label(sig) -> str:
 
 
 def machine_facts() -> dict:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     import lifelines
 
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover
-        usable = os.cpu_count()
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "usable": usable,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "jax": jax.__version__,
-        "jaxlib": getattr(__import__("jaxlib"), "__version__", "?"),
-        "backend": jax.default_backend(),
-        "devices": ", ".join(str(d) for d in jax.devices()),
-        "lifelines": lifelines.__version__,
-        "numpy": np.__version__,
-        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-    }
+    return _machine.machine_facts(
+        platform=platform.platform(),
+        jaxlib=getattr(__import__("jaxlib"), "__version__", "?"),
+        devices=", ".join(str(d) for d in jax.devices()),
+        lifelines=lifelines.__version__,
+        numpy=np.__version__,
+    )
 
 
 def loadavg() -> str:
@@ -657,7 +639,11 @@ def main(argv: list[str] | None = None) -> int:
 
     text = render(args, facts, tw, ll, comps, kernel_sorts, kernel_gathers, load_before, load_after, total)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text + "\n")
+    # keep the fit-time section that benchmarks/bench_fit.py writes between its markers
+    kept = ""
+    if args.out.is_file() and "<!-- bench_fit:start -->" in (old := args.out.read_text()):
+        kept = "\n" + old[old.index("<!-- bench_fit:start -->"):].rstrip() + "\n"
+    args.out.write_text(text + "\n" + kept)
     both = ll["lr_us"] + ll["cox_us"]
     log("")
     log("| method | us per trial | ratio vs twinsim |")

@@ -210,7 +210,7 @@ def fit(scenario: Path, out: Path | None, seed, overrides, quiet: bool) -> None:
     The saved file can be reused by other scenarios with `model: {posterior: FILE}`.
     An existing FILE is replaced only once the new one is completely written.
     """
-    from .run import fit_scenario, load_historical
+    from .run import fit_models, load_historical
     from .scenario import load_scenario
 
     with _shown_warnings():
@@ -230,12 +230,23 @@ def fit(scenario: Path, out: Path | None, seed, overrides, quiet: bool) -> None:
             raise TwinsimError(f"--out {str(out)!r} is a folder; give a file name such as {sc.name}-posterior.nc.")
         data = load_historical(sc)
         inf = sc.model.inference
-        label = (f"Fitting {sc.model.outcome} model by NUTS to {data.n} patients "
+        label = (f"Fitting {', '.join(sc.model.families)} model(s) by NUTS to {data.n} patients "
                  f"({inf.chains} chain(s) × {inf.warmup} warmup + {inf.draws} draws)")
         with _STDERR.status(label) if not quiet else nullcontext():
-            post = fit_scenario(sc, historical=data)
+            post, comparison, _ = fit_models(sc, historical=data)
         out.parent.mkdir(parents=True, exist_ok=True)
         post.save(out)
+        if comparison is not None:
+            comp = Table(title="Model comparison by PSIS-LOO (higher elpd_loo predicts better; a difference "
+                         "within about 2 dse is not decisive)", title_justify="left")
+            for col in ("model", "elpd_loo", "se", "p_loo", "elpd_diff", "dse", "pareto_k_bad", "chosen"):
+                comp.add_column(col, justify="left" if col in ("model", "chosen") else "right")
+            for name, row in comparison.iterrows():
+                comp.add_row(Text(str(name)), *(_fmt(row[c]) for c in ("elpd_loo", "se", "p_loo", "elpd_diff", "dse")),
+                             str(int(row["pareto_k_bad"])), "chosen" if row["chosen"] else "")
+            Console().print(comp)
+            why = "highest elpd_loo (outcome: auto)" if sc.model.outcome == "auto" else "named by model.outcome"
+            click.echo(f"Chosen model: {post.outcome} ({why}); only its posterior is saved.")
         table = Table(title=f"{post.outcome} model fitted to {data.n} patients ({data.n_events} events): "
                       f"{post.n_draws} draws, {post.divergences} divergent transitions", title_justify="left")
         for col in ("param", "mean", "sd", "r_hat", "ess_bulk", "ess_tail"):
