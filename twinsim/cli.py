@@ -186,7 +186,9 @@ def run(scenario: Path, out: Path | None, replicates, seed, overrides, no_report
         points = math.prod(len(v) for v in (sc.effect.hazard_ratio, sc.drift.hazard_ratio, *sc.sweep.values()))
         fit_label = None
         if sc.control is None:
-            fit_label = f"Loading posterior {sc.model.posterior}" if sc.model.posterior else f"Fitting {sc.model.outcome} model by NUTS"
+            fit_label = (f"Loading posterior {sc.model.posterior}" if sc.model.posterior
+                         else f"Fitting {'the joint biomarker + ' if sc.model.joint else ''}{sc.model.outcome} model by "
+                         f"{sc.model.inference.method.upper()}")
         sim_label = f"Simulating {len(sc.designs)} design(s) × {points} grid point(s)"
         with _Progress(fit_label, sim_label, sc.replicates, enabled=not quiet) as progress:
             result = run_scenario(sc, progress=progress)
@@ -230,8 +232,9 @@ def fit(scenario: Path, out: Path | None, seed, overrides, quiet: bool) -> None:
             raise TwinsimError(f"--out {str(out)!r} is a folder; give a file name such as {sc.name}-posterior.nc.")
         data = load_historical(sc)
         inf = sc.model.inference
-        label = (f"Fitting {', '.join(sc.model.families)} model(s) by NUTS to {data.n} patients "
-                 f"({inf.chains} chain(s) × {inf.warmup} warmup + {inf.draws} draws)")
+        what = (f"the joint {data.biomarker.name} + weibull model" if sc.model.joint is not None and data.biomarker is not None
+                else f"{', '.join(sc.model.families)} model(s)")
+        label = f"Fitting {what} to {data.n} patients by {inf.label}"
         with _STDERR.status(label) if not quiet else nullcontext():
             post, comparison, _ = fit_models(sc, historical=data)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -249,12 +252,15 @@ def fit(scenario: Path, out: Path | None, seed, overrides, quiet: bool) -> None:
             click.echo(f"Chosen model: {post.outcome} ({why}); only its posterior is saved.")
         table = Table(title=f"{post.outcome} model fitted to {data.n} patients ({data.n_events} events): "
                       f"{post.n_draws} draws, {post.divergences} divergent transitions", title_justify="left")
-        for col in ("param", "mean", "sd", "r_hat", "ess_bulk", "ess_tail"):
+        cols = [c for c in ("param", "mean", "sd", "r_hat", "ess_bulk", "ess_tail") if c in post.diagnostics]
+        for col in cols:
             table.add_column(col, justify="left" if col == "param" else "right")
         for _, row in post.diagnostics.iterrows():
-            table.add_row(Text(str(row["param"])), _fmt(row["mean"]), _fmt(row["sd"]), _fmt(row["r_hat"]),
-                          _fmt(row["ess_bulk"], 0), _fmt(row["ess_tail"], 0))
+            table.add_row(Text(str(row["param"])), *(_fmt(row[c], 0 if c.startswith("ess") else 3) for c in cols[1:]))
         Console().print(table)
+        if post.inference.get("method") == "svi":
+            click.echo(f"SVI diagnostics: Pareto k-hat {post.inference['khat']:.2f} (reliable below "
+                       f"{post.inference['khat_max']}), ELBO relative change {post.inference['elbo_rel_change']:.1e}.")
         click.echo(f"Saved the posterior to {out}")
 
 

@@ -30,7 +30,7 @@ from . import __version__
 from .analysis import operating_characteristics
 from .data import TrialData, load_data
 from .errors import ModelError, TwinsimError
-from .fit import Posterior, compare_models, fit_data
+from .fit import Posterior, compare_models, fit_data, fit_joint_model
 from .scenario import Grid, Scenario, build_grid
 from .simulate import (
     KEY_FIT,
@@ -110,12 +110,17 @@ def fit_models(
     data = historical if historical is not None else load_historical(scenario)
     inf = m.inference
     key = jax.random.fold_in(jax.random.key(scenario.seed), KEY_FIT)
+    if m.joint is not None:
+        log.info("fitting the joint biomarker + weibull model")
+        post = fit_joint_model(data, rng_key=key, transform=m.joint.transform, visits=m.joint.visits,
+                               chains=inf.chains, warmup=inf.warmup, draws=inf.draws,
+                               target_accept=inf.target_accept, seed=scenario.seed)
+        return post, None, {post.outcome: post}
     fits = {}
     for family in m.families:
         log.info("fitting the %s model", family)
         fits[family] = fit_data(
-            data, outcome=family, rng_key=key, chains=inf.chains, warmup=inf.warmup, draws=inf.draws,
-            target_accept=inf.target_accept, progress_bar=progress_bar, seed=scenario.seed,
+            data, outcome=family, rng_key=key, **inf.fit_kwargs, progress_bar=progress_bar, seed=scenario.seed,
             pieces=m.pieces, knots=m.knots, study_prior_sd=m.study_prior_sd,
         )
     if len(fits) == 1:
@@ -216,7 +221,6 @@ def run_scenario(
     if scenario.control is not None:
         prov["model"] = {"control": scenario.control.model_dump(exclude_none=True)}
     else:
-        d = posterior.diagnostics
         prov["model"] = {
             "outcome": posterior.outcome,
             "covariates": list(posterior.covariate_names),
@@ -227,16 +231,18 @@ def run_scenario(
             "data_hash": posterior.provenance.get("data_hash"),
             "n": posterior.provenance.get("n"),
             "n_events": posterior.provenance.get("n_events"),
-            "diagnostics": {
-                "max_r_hat": float(np.nanmax(d["r_hat"])) if d["r_hat"].notna().any() else None, "min_ess_bulk": float(d["ess_bulk"].min()),
-                "min_ess_tail": float(d["ess_tail"].min()), "divergences": int(posterior.divergences),
-            },
+            "diagnostics": _diagnostics_summary(posterior),
             "fitted": posterior.provenance.get("created"),
         }
         if posterior.consts:
             prov["model"]["consts"] = {k: np.asarray(v).tolist() for k, v in posterior.consts.items()}
         if posterior.study is not None:
             prov["model"]["studies"] = list(posterior.study["labels"])
+        if posterior.joint is not None:
+            j = posterior.joint
+            prov["model"]["joint"] = {"biomarker": j["biomarker"], "transform": j["transform"],
+                                      "visit_times": np.asarray(j["visit_times"]).tolist(),
+                                      "measurements": int(np.asarray(j["observed"]["value"]).size)}
         if comparison is not None:
             prov["model"]["comparison"] = comparison.reset_index().to_dict(orient="records")
     results.attrs.update({
@@ -248,6 +254,19 @@ def run_scenario(
         "provenance": json.dumps(_without_timestamps(prov), default=str),
     })
     return RunResult(scenario, grid, results, summary, model, posterior, historical, prov, comparison)
+
+
+def _diagnostics_summary(posterior: Posterior) -> dict:
+    """The fit's convergence figures for the provenance: R-hat, ESS and divergences (MCMC), or the
+    ELBO's relative change and the Pareto k-hat (SVI)."""
+    inf, d = posterior.inference, posterior.diagnostics
+    if inf.get("method") == "svi":
+        return {k: inf.get(k) for k in ("khat", "khat_max", "elbo_rel_change", "elbo_rtol")}
+    out = {"max_r_hat": float(np.nanmax(d["r_hat"])) if "r_hat" in d and d["r_hat"].notna().any() else None}
+    for col in ("ess_bulk", "ess_tail"):
+        out[f"min_{col}"] = float(d[col].min()) if col in d else None
+    out["divergences"] = int(posterior.divergences)
+    return out
 
 
 def _without_timestamps(prov: dict) -> dict:

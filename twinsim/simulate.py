@@ -13,6 +13,8 @@ Generative process of one replicate (times in ``trial.time_unit``)
 2. Real patients (treatment and concurrent control): covariates from the copula, event
    time from the PH model of draw ``s`` with hazard multiplied by ``drift`` (controls) or
    ``drift * hazard_ratio`` (treatment).
+   With a joint biomarker model every patient (real or synthetic) also gets their own
+   random-effects term in the log hazard, ``N(0, frailty_sd^2)`` (see ``PatientModel``).
 3. Synthetic controls: covariates from the copula, each with its own posterior draw
    (a posterior predictive draw), no drift: they are what the historical data predict.
 4. Every patient gets an entry time uniform over the design's accrual period and an
@@ -88,7 +90,10 @@ class PatientModel:
     ``consts`` the family's constants (knots) in trial time units; ``covariates`` the
     covariate generator and encoder (:class:`~twinsim.models.covariates.CovariateArrays`);
     ``mean``, ``sd`` (p,) the standardisation of the design columns; ``study_sd`` (S,) the
-    between-study SD (zeros for one source).
+    between-study SD (zeros for one source); ``frailty_sd`` (S,) the SD of a per-patient
+    normal term of the log hazard (the random effects of a joint biomarker model,
+    :attr:`twinsim.fit.Posterior.frailty_sd`), or None (none; the kernel then draws nothing
+    for it).
     """
 
     family: str
@@ -99,10 +104,11 @@ class PatientModel:
     mean: jax.Array
     sd: jax.Array
     study_sd: jax.Array
+    frailty_sd: jax.Array | None = None
 
     def tree_flatten(self):
-        return ((self.params, self.beta, self.consts, self.covariates, self.mean, self.sd, self.study_sd),
-                self.family)
+        return ((self.params, self.beta, self.consts, self.covariates, self.mean, self.sd, self.study_sd,
+                 self.frailty_sd), self.family)
 
     @classmethod
     def tree_unflatten(cls, family, children):
@@ -159,6 +165,7 @@ def patient_model_from_posterior(posterior, time_unit: str) -> PatientModel:
         posterior.covariate_model.arrays,
         jnp.asarray(posterior.covariate_mean, float), jnp.asarray(posterior.covariate_sd, float),
         jnp.asarray(posterior.study_sd, float),
+        None if posterior.frailty_sd is None else jnp.asarray(posterior.frailty_sd, float),
     )
 
 
@@ -171,6 +178,16 @@ def patient_model_from_control(control) -> PatientModel:
     )
 
 
+def _frailty(key, model: PatientModel, n: int, draw_index):
+    """Each patient's own normal log-hazard term ``frailty_sd[draw] * z`` (0 without one).
+
+    Its key is ``fold_in(key, 11)``, so models without it draw exactly what they did before.
+    """
+    if model.frailty_sd is None:
+        return 0.0
+    return model.frailty_sd[draw_index] * jax.random.normal(jax.random.fold_in(key, 11), (n,))
+
+
 def _draw_pool(key, model: PatientModel, n: int, draw_index, study_u):
     """Latent patients: (log E, eta, their draw's parameters), entry fraction, dropout.
 
@@ -181,7 +198,7 @@ def _draw_pool(key, model: PatientModel, n: int, draw_index, study_u):
     x = encode(sample_raw(kx, n, model.covariates), model.covariates)
     x = (x - model.mean) / model.sd
     beta = model.beta[draw_index]
-    eta = (jnp.sum(x * beta, axis=-1) if beta.ndim == 2 else x @ beta) + study_u
+    eta = (jnp.sum(x * beta, axis=-1) if beta.ndim == 2 else x @ beta) + study_u + _frailty(key, model, n, draw_index)
     p = jax.tree_util.tree_map(lambda a: a[draw_index], model.params)
     log_e = jnp.log(jax.random.exponential(ke, (n,)))
     return (log_e, eta, p), jax.random.uniform(ka, (n,)), jax.random.exponential(kd, (n,))
@@ -485,7 +502,7 @@ def sample_patients(rng_key, model: PatientModel, n: int, *, draw: int | None = 
     u = model.study_sd[idx] * (z if draw is None else z[0])
     x = sample_raw(k_x, n, model.covariates)
     design = (encode(x, model.covariates) - model.mean) / model.sd
-    eta = jnp.sum(design * model.beta[idx], axis=-1) + u
+    eta = jnp.sum(design * model.beta[idx], axis=-1) + u + _frailty(rng_key, model, n, idx)
     p = jax.tree_util.tree_map(lambda a: a[idx], model.params)
     log_e = jnp.log(jax.random.exponential(k_e, (n,)))
     return x, get_family(model.family).time_at(log_e, p, eta, model.consts)

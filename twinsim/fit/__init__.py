@@ -9,7 +9,11 @@ Modules, by role:
 - :mod:`~twinsim.fit.posterior`: the :class:`Posterior` container (draws,
   standardisation, save/load to NetCDF);
 - :mod:`~twinsim.fit.inference`: :func:`fit` and :func:`fit_data` (validation of the
-  inputs, running NUTS, building the :class:`Posterior`);
+  inputs, running NUTS or SVI, building the :class:`Posterior`);
+- :mod:`~twinsim.fit.svi`: :func:`~twinsim.fit.svi.run_svi`, variational inference with
+  its ELBO and Pareto k-hat diagnostics;
+- :mod:`~twinsim.fit.joint`: :func:`fit_joint_model`, the joint biomarker + survival model;
+- :mod:`~twinsim.fit.compare`: PSIS-LOO and the model comparison table;
 - :mod:`~twinsim.fit.diagnostics`: the ArviZ summary and :func:`check_convergence`.
 
 The outcome models live in :mod:`twinsim.models`; they are fitted here on covariates
@@ -30,6 +34,7 @@ Randomness enters only through the keyword ``rng_key`` (a JAX random key, e.g.
 from .diagnostics import check_convergence
 from .compare import compare_models, psis_loo
 from .inference import fit, fit_data
+from .joint import fit_joint_model
 from .posterior import Posterior
 
-__all__ = ["Posterior", "fit", "fit_data", "check_convergence", "compare_models", "psis_loo"]
+__all__ = ["Posterior", "fit", "fit_data", "fit_joint_model", "check_convergence", "compare_models", "psis_loo"]

@@ -22,7 +22,6 @@ from functools import partial
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import numpyro
 import pandas as pd
@@ -33,32 +32,12 @@ from ..models import TIME_UNITS, default_knots, get_family, outcome_model
 from ..models.covariates import CovariateModel
 from ..models.outcome import STUDY_PRIOR_SD
 from .compare import psis_loo
-from ._common import _twinsim_version, az, logger
+from ._common import _key_data, _twinsim_version, az, logger
 from .diagnostics import _check_convergence, _summarise
 from .posterior import Posterior
+from .svi import run_svi
 
 __all__ = ["fit", "fit_data"]
-
-
-def _key_data(rng_key) -> list[int]:
-    """Raw bits of a JAX key (typed or legacy uint32), for the provenance record."""
-    if isinstance(rng_key, (bool, int, np.integer)) or not hasattr(rng_key, "dtype"):
-        raise ModelError(
-            f"rng_key must be a JAX random key such as jax.random.key(seed); got "
-            f"{type(rng_key).__name__} {rng_key!r}. Turn an integer seed into a key once, "
-            "at the edge: rng_key=jax.random.key(seed)."
-        )
-    if jnp.issubdtype(rng_key.dtype, jax.dtypes.prng_key):
-        if rng_key.shape != ():
-            raise ModelError(f"rng_key must be a single key; got a key array of shape {rng_key.shape}.")
-        return np.asarray(jax.random.key_data(rng_key)).ravel().tolist()
-    raw = np.asarray(rng_key)
-    if raw.dtype != np.uint32 or raw.ndim != 1:
-        raise ModelError(
-            f"rng_key must be a JAX random key such as jax.random.key(seed); got an array of "
-            f"dtype {raw.dtype} and shape {raw.shape}."
-        )
-    return raw.tolist()
 
 
 def _validate(time, event, covariates, missing: str = "error") -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
@@ -161,6 +140,35 @@ def _check_study(study, n: int, study_labels) -> tuple[np.ndarray | None, tuple[
     return (codes.astype(np.int32), labels) if k > 1 else (None, ())
 
 
+def _design(frame: pd.DataFrame, missing: str, standardisation=None):
+    """Covariate generator, design names, design matrix (n, p) and its standardisation.
+
+    The mean and SD (ddof=0; a constant column gets SD 1) are the data's own unless
+    ``standardisation`` = (mean, sd) is given (federated sites share one).
+    """
+    covariate_model = CovariateModel.fit(frame, missing=missing, field="historical.covariates")
+    names = tuple(covariate_model.design_names)
+    x = covariate_model.design(frame, field="historical.covariates")
+    p = x.shape[1]
+    mean = x.mean(axis=0)
+    constant = np.ptp(x, axis=0) == 0  # exact test: np.std of a constant column may be 1e-17
+    sd = np.where(constant, 1.0, x.std(axis=0))
+    if standardisation is not None:
+        mean, sd = (np.asarray(v, dtype=float).reshape(-1) for v in standardisation)
+        if mean.shape != (p,) or sd.shape != (p,) or not (np.isfinite(mean).all() and (sd > 0).all()):
+            raise ModelError(
+                f"standardisation must be (mean, sd) with {p} finite values each and sd > 0 (one per "
+                f"design column {list(names)}); got shapes {mean.shape}, {sd.shape}."
+            )
+    if constant.any():
+        logger.warning(
+            "covariate(s) %s are constant in the historical data; their coefficients are "
+            "not identified and are drawn from the prior.",
+            [names[j] for j in np.flatnonzero(constant)],
+        )
+    return covariate_model, names, x, mean, sd
+
+
 def fit(
     time,
     event,
@@ -173,12 +181,18 @@ def fit(
     warmup: int = 500,
     draws: int = 500,
     target_accept: float = 0.8,
+    method: str = "nuts",
+    guide: str = "multivariate_normal",
+    steps: int = 5000,
+    learning_rate: float = 0.01,
     knots=None,
     pieces: int = 5,
     study=None,
     study_labels=(),
     study_prior_sd: float = STUDY_PRIOR_SD,
     missing: str = "error",
+    standardisation: tuple | None = None,
+    time_ref: float | None = None,
     data_source: str = "",
     data_hash: str = "",
     progress_bar: bool = False,
@@ -207,6 +221,14 @@ def fit(
         NUTS chains (run sequentially), warmup iterations and kept draws per chain.
     target_accept : float in (0, 1)
         NUTS target acceptance probability (raise towards 0.95-0.99 on divergences).
+    method : {"nuts", "svi"}
+        ``"svi"``: stochastic variational inference (:func:`~twinsim.fit.svi.run_svi`) with
+        ``guide``, ``steps`` and ``learning_rate``; ``draws`` draws from the fitted guide
+        (``chains`` and ``warmup`` are not used).  Its diagnostics are the ELBO's relative
+        change and the Pareto k-hat, recorded in ``inference`` and checked there (R-hat and
+        ESS do not apply to independent draws from a guide).
+    guide, steps, learning_rate
+        SVI settings (see :func:`~twinsim.fit.svi.run_svi`).
     knots : array (K,), optional
         Piecewise-exponential cut points in ``time_unit`` (0 is added if absent); by
         default :func:`~twinsim.models.default_knots` with ``pieces`` pieces.
@@ -222,6 +244,13 @@ def fit(
     missing : {"error", "model"}
         Missing covariate values: an error, or modelled (the generator reproduces the
         missingness; the outcome model uses the missing-indicator encoding).
+    standardisation : (mean (p,), sd (p,)), optional
+        Standardise the design columns with these instead of the data's own mean and SD
+        (ddof=0): the federated fits of :mod:`twinsim.fit.federated` share one
+        standardisation so that their posteriors describe the same parameters.
+    time_ref : float > 0, optional
+        Reference time (``time_unit``) centring the prior of the log scale; default the
+        median follow-up.  Shared by federated sites for the same reason.
     data_source, data_hash : str
         Recorded in the provenance.
     progress_bar : bool
@@ -257,26 +286,17 @@ def fit(
         raise ModelError(
             f"model.inference.target_accept must be a number in (0, 1); got {target_accept!r}."
         )
+    if method not in ("nuts", "svi"):
+        raise ModelError(f"model.inference.method must be 'nuts' or 'svi'; got {method!r}.")
     if missing not in ("error", "model"):
         raise ModelError(f"missing must be 'error' or 'model'; got {missing!r}.")
     t, e, frame = _validate(time, event, covariates, missing)
-    covariate_model = CovariateModel.fit(frame, missing=missing, field="historical.covariates")
+    covariate_model, names, x, mean, sd = _design(frame, missing, standardisation)
     n = frame.shape[0]
+    p = x.shape[1]
     study_codes, labels = _check_study(study, n, study_labels)
     n_studies = len(labels) if study_codes is not None else 1
     n_events = int(e.sum())
-    names = tuple(covariate_model.design_names)
-    x = covariate_model.design(frame, field="historical.covariates")
-    p = x.shape[1]
-    mean = x.mean(axis=0)
-    constant = np.ptp(x, axis=0) == 0  # exact test: np.std of a constant column may be 1e-17
-    sd = np.where(constant, 1.0, x.std(axis=0))
-    if constant.any():
-        logger.warning(
-            "covariate(s) %s are constant in the historical data; their coefficients are "
-            "not identified and are drawn from the prior.",
-            [names[j] for j in np.flatnonzero(constant)],
-        )
     if n_events == 0:
         warnings.warn(
             f"the historical data have no events among {n} patients; the posterior of the "
@@ -285,30 +305,63 @@ def fit(
             stacklevel=2,
         )
     x_std = (x - mean) / sd
-    time_ref = float(np.median(t))
+    if time_ref is None:
+        time_ref = float(np.median(t))
+    elif not (np.isfinite(time_ref) and time_ref > 0):
+        raise ModelError(f"time_ref must be a finite time > 0 in {time_unit}; got {time_ref!r}.")
+    time_ref = float(time_ref)
     consts: dict[str, np.ndarray] = {}
     if family.name == "piecewise_exponential":
         consts["knots"] = _check_knots(knots, t, e, pieces)
 
-    logger.info(
-        "fitting %s model by NUTS: n=%d, events=%d, p=%d, studies=%d, %d chain(s) x (%d warmup + %d draws)",
-        outcome, n, n_events, p, n_studies, chains, warmup, draws,
-    )
     model_kwargs = {"time_ref": time_ref, "study": study_codes, "n_studies": n_studies,
                     "study_prior_sd": float(study_prior_sd)}
     if "knots" in consts:
         model_kwargs["knots"] = consts["knots"]
+    model = partial(outcome_model, family.name)
+    var_names = [v for v in family.params if not (v == "log_shape" and family.name == "exponential")]
+    var_names += ["beta"] if p else []
+    var_names += ["study_sd"] if n_studies > 1 else []
+    coords = {"covariate": list(names)} if p else None
+    dims = {"beta": ["covariate"]} if p else None
     start = _time.perf_counter()
-    mcmc = MCMC(
-        NUTS(partial(outcome_model, family.name), target_accept_prob=float(target_accept)),
-        num_warmup=int(warmup),
-        num_samples=int(draws),
-        num_chains=int(chains),
-        chain_method="sequential",
-        progress_bar=progress_bar,
-    )
-    mcmc.run(rng_key, x_std, t, e, **model_kwargs)
-    samples = mcmc.get_samples()  # flat, chain-major
+    if method == "svi":
+        logger.info("fitting %s model by SVI: n=%d, events=%d, p=%d, studies=%d, %s guide, %d steps",
+                    outcome, n, n_events, p, n_studies, guide, steps)
+        svi = run_svi(model, (x_std, t, e), model_kwargs, rng_key=rng_key, guide=guide, steps=steps,
+                      learning_rate=learning_rate, num_draws=draws, progress_bar=progress_bar)
+        samples, chains = svi.samples, 1
+        idata = az.from_dict(posterior={k: np.asarray(samples[k])[None] for k in var_names},
+                             coords=coords, dims=dims)
+        diagnostics = az.summary(idata, var_names=var_names, kind="stats", round_to="none").reset_index(names="param")
+        divergences = 0
+        inference: dict[str, Any] = svi.inference_record()
+    else:
+        logger.info(
+            "fitting %s model by NUTS: n=%d, events=%d, p=%d, studies=%d, %d chain(s) x (%d warmup + %d draws)",
+            outcome, n, n_events, p, n_studies, chains, warmup, draws,
+        )
+        mcmc = MCMC(
+            NUTS(model, target_accept_prob=float(target_accept)),
+            num_warmup=int(warmup),
+            num_samples=int(draws),
+            num_chains=int(chains),
+            chain_method="sequential",
+            progress_bar=progress_bar,
+        )
+        mcmc.run(rng_key, x_std, t, e, **model_kwargs)
+        samples = mcmc.get_samples()  # flat, chain-major
+        idata = az.from_numpyro(mcmc, coords=coords, dims=dims, log_likelihood=False)
+        diagnostics, divergences = _summarise(idata, var_names)
+        inference = {
+            "method": "nuts",
+            "chains": int(chains),
+            "warmup": int(warmup),
+            "draws": int(draws),
+            "target_accept": float(target_accept),
+            "chain_method": "sequential",
+            "rng_key_data": key_data,
+        }
     s = int(chains) * int(draws)
     params = {k: np.asarray(samples[k], dtype=float).reshape((s,) + tuple(np.shape(samples[k])[1:]))
               for k in family.params}
@@ -319,26 +372,9 @@ def fit(
     if n_studies > 1:
         study_post = {"labels": labels, "sd": np.asarray(samples["study_sd"], float).reshape(s),
                       "effect": np.asarray(samples["study_effect"], float).reshape(s, n_studies)}
-    logger.info("NUTS finished in %.1f s", _time.perf_counter() - start)
-
-    coords = {"covariate": list(names)} if p else None
-    dims = {"beta": ["covariate"]} if p else None
-    idata = az.from_numpyro(mcmc, coords=coords, dims=dims, log_likelihood=False)
-    var_names = [v for v in family.params if not (v == "log_shape" and family.name == "exponential")]
-    var_names += ["beta"] if p else []
-    var_names += ["study_sd"] if n_studies > 1 else []
-    diagnostics, divergences = _summarise(idata, var_names)
+    logger.info("%s finished in %.1f s", method.upper(), _time.perf_counter() - start)
     loo = psis_loo(family, params, beta, x_std, t, e, consts, study_post, study_codes, chains=int(chains))
 
-    inference: dict[str, Any] = {
-        "method": "nuts",
-        "chains": int(chains),
-        "warmup": int(warmup),
-        "draws": int(draws),
-        "target_accept": float(target_accept),
-        "chain_method": "sequential",
-        "rng_key_data": key_data,
-    }
     if seed is not None:
         inference["seed"] = int(seed)
     provenance = {
@@ -371,7 +407,8 @@ def fit(
         loo=loo,
         idata=idata,
     )
-    _check_convergence(posterior, rhat_max=1.01, ess_min=None, stacklevel=3)
+    if method == "nuts":  # run_svi has warned already when its diagnostics failed
+        _check_convergence(posterior, rhat_max=1.01, ess_min=None, stacklevel=3)
     return posterior
 
 

@@ -96,6 +96,13 @@ class Posterior:
     loo : dict or None
         PSIS-LOO of the fit (:func:`twinsim.fit.loo`): ``elpd_loo``, ``se``, ``p_loo``,
         ``pointwise`` (n,), ``pareto_k`` (n,).
+    joint : dict or None
+        A joint biomarker + survival fit (:func:`twinsim.fit.fit_joint_model`): ``biomarker``
+        (name), ``transform``, ``time_ref`` and ``visit_times`` (k,) in ``time_unit``,
+        ``params`` (draws (S, ...) of ``bm_intercept``, ``bm_slope``, ``bm_gamma`` (S, p),
+        ``bm_sigma``, ``re_sd`` (S, 2), ``re_corr_chol`` (S, 2, 2), ``assoc`` (S, 2)) and
+        ``observed`` (the measurements fitted, long: ``patient``, ``time``, ``value``).
+        None for a survival-only fit.
     idata : arviz.InferenceData or None
         For ArviZ users: the run as returned by ``az.from_numpyro`` after :func:`~twinsim.fit.fit`,
         the file's groups after :meth:`load`.
@@ -118,6 +125,7 @@ class Posterior:
     consts: dict = field(default_factory=dict)
     study: dict | None = None
     loo: dict | None = None
+    joint: dict | None = None
     idata: "az.InferenceData | None" = None
 
     # ------------------------------------------------------------------ views
@@ -147,6 +155,20 @@ class Posterior:
         """Draws (S,) of the between-study SD (zeros for a single source)."""
         return np.zeros(self.n_draws) if self.study is None else np.asarray(self.study["sd"], float)
 
+    @property
+    def frailty_sd(self) -> np.ndarray | None:
+        """Draws (S,) of the SD of the random effects' log-hazard term, or None (no joint model).
+
+        In the joint model the log hazard has the term ``assoc . (u / re_sd) = assoc' L z``
+        with ``z ~ N(0, I_2)`` and ``L`` the Cholesky factor of the random effects'
+        correlation, so marginally over the patient it is ``N(0, assoc' L L' assoc)``.
+        """
+        if self.joint is None:
+            return None
+        a = np.asarray(self.joint["params"]["assoc"], float)
+        chol = np.asarray(self.joint["params"]["re_corr_chol"], float)
+        return np.sqrt(np.sum(np.einsum("sj,sjk->sk", a, chol) ** 2, axis=-1))
+
     def _param(self, name: str) -> np.ndarray:
         if name not in self.params:
             raise AttributeError(
@@ -160,7 +182,8 @@ class Posterior:
             f"Posterior(outcome={self.outcome!r}, time_unit={self.time_unit!r}, "
             f"covariates={list(self.covariate_names)}, n_draws={self.n_draws}, "
             f"n={self.observed_time.shape[0]}, events={int(np.sum(self.observed_event))}, "
-            f"divergences={self.divergences})"
+            f"divergences={self.divergences}"
+            + (f", joint biomarker={self.joint['biomarker']!r})" if self.joint is not None else ")")
         )
 
     def draws(self, time_unit: str) -> dict[str, np.ndarray]:
@@ -297,6 +320,8 @@ class Posterior:
                 },
                 attrs={k: float(self.loo[k]) for k in ("elpd_loo", "se", "p_loo")},
             )
+        if self.joint is not None:
+            groups["joint"] = _joint_dataset(self.joint, names)
         attrs = {
             "twinsim_format": _FORMAT,
             "twinsim_format_version": _FORMAT_VERSION,
@@ -431,6 +456,7 @@ class Posterior:
             loo = {k: float(g.attrs[k]) for k in ("elpd_loo", "se", "p_loo")}
             loo.update(pointwise=np.asarray(g["pointwise"].values, float),
                        pareto_k=np.asarray(g["pareto_k"].values, float))
+        joint = _joint_from_dataset(idata["joint"]) if "joint" in idata.groups() else None
         std = idata["standardisation"]
         if "covariate_model" not in idata.groups():
             raise ModelError(
@@ -460,6 +486,7 @@ class Posterior:
             consts=consts,
             study=study,
             loo=loo,
+            joint=joint,
             covariate_model=covariate_model,
             observed_time=obs["time"].values,
             observed_event=obs["event"].values,
@@ -469,3 +496,42 @@ class Posterior:
             provenance=json.loads(attrs["provenance"]),
             idata=idata,
         )
+
+
+#: Dimensions of the joint model's draws in the NetCDF group ``joint`` (after ``sample``).
+_JOINT_DIMS = {"bm_gamma": ("covariate",), "re_sd": ("effect",), "assoc": ("effect",),
+               "re_corr_chol": ("effect", "effect_col")}
+
+
+def _joint_dataset(joint: dict, names: list) -> xr.Dataset:
+    """The ``joint`` group: flat draws (dimension ``sample``), visits, measurements, attributes."""
+    variables = {k: (("sample",) + _JOINT_DIMS.get(k, ()), np.asarray(v, float))
+                 for k, v in joint["params"].items()}
+    variables["visit_times"] = ("visit", np.asarray(joint["visit_times"], float))
+    obs = joint["observed"]
+    variables["observed_patient"] = ("measurement", np.asarray(obs["patient"], np.int64))
+    variables["observed_time"] = ("measurement", np.asarray(obs["time"], float))
+    variables["observed_value"] = ("measurement", np.asarray(obs["value"], float))
+    return xr.Dataset(
+        variables,
+        coords={"covariate": np.array(names, dtype=str), "effect": np.array(["intercept", "slope"])},
+        attrs={"biomarker": str(joint["biomarker"]), "transform": str(joint["transform"]),
+               "time_ref": float(joint["time_ref"]),
+               "description": "joint biomarker + survival model (twinsim.fit.fit_joint_model); "
+                              "observed_* are the measurements fitted (patient = row of observed_data)"},
+    )
+
+
+def _joint_from_dataset(g: xr.Dataset) -> dict:
+    params = {k: np.asarray(g[k].values, float) for k in g.data_vars
+              if not k.startswith("observed_") and k != "visit_times"}
+    return {
+        "biomarker": str(g.attrs["biomarker"]),
+        "transform": str(g.attrs["transform"]),
+        "time_ref": float(g.attrs["time_ref"]),
+        "visit_times": np.asarray(g["visit_times"].values, float),
+        "params": params,
+        "observed": {"patient": np.asarray(g["observed_patient"].values, np.int64),
+                     "time": np.asarray(g["observed_time"].values, float),
+                     "value": np.asarray(g["observed_value"].values, float)},
+    }

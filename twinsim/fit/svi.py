@@ -84,7 +84,7 @@ from numpyro.infer.autoguide import (
 from numpyro.infer.util import log_density
 
 from ..errors import ConvergenceWarning, ModelError
-from ._common import az, logger
+from ._common import _key_data, az, logger
 
 __all__ = ["GUIDES", "ELBO_RTOL", "KHAT_MAX", "SVIResult", "run_svi", "step_size"]
 
@@ -202,30 +202,6 @@ class SVIResult:
 
 
 # --------------------------------------------------------------------------- validation
-
-
-def _key_data(rng_key) -> list[int]:
-    """Raw bits of a JAX key (typed or legacy uint32); ModelError for anything else."""
-    fix = "Turn an integer seed into a key once, at the edge: rng_key=jax.random.key(seed)."
-    if isinstance(rng_key, (bool, int, np.integer)) or not hasattr(rng_key, "dtype"):
-        raise ModelError(
-            f"rng_key must be a JAX random key such as jax.random.key(seed); got "
-            f"{type(rng_key).__name__} {rng_key!r}. {fix}"
-        )
-    if jnp.issubdtype(rng_key.dtype, jax.dtypes.prng_key):
-        if rng_key.shape != ():
-            raise ModelError(
-                f"rng_key must be a single key; got a key array of shape {rng_key.shape}. "
-                "Pass one key, e.g. keys[0]."
-            )
-        return np.asarray(jax.random.key_data(rng_key)).ravel().tolist()
-    raw = np.asarray(rng_key)
-    if raw.dtype != np.uint32 or raw.shape != (2,):
-        raise ModelError(
-            f"rng_key must be a JAX random key such as jax.random.key(seed); got an array of "
-            f"dtype {raw.dtype} and shape {raw.shape}. {fix}"
-        )
-    return raw.tolist()
 
 
 def _positive_int(name: str, value, minimum: int, why: str) -> int:

@@ -205,6 +205,14 @@ class Historical(_DataField):
         return list(self.data) if isinstance(self.data, list) else [self.data]
 
     @property
+    def has_biomarker(self) -> bool:
+        """Whether a biomarker is named (wide or long layout, or ADaM ADLB)."""
+        if self.biomarker is not None and self.biomarker.layout is not None:
+            return True
+        plain = [s.data if isinstance(s, HistoricalSource) else s for s in self.sources]
+        return any(isinstance(s, AdamData) and s.adam.adlb is not None for s in plain)
+
+    @property
     def study_labels(self) -> tuple[str, ...] | None:
         """Study labels of a list of sources (name or position), or None for a single source."""
         if not isinstance(self.data, list):

@@ -6,7 +6,7 @@ import re
 
 from .schema import (
     Accrual, AdamSource, Analysis, BiomarkerSpec, Control, Cut, Design, Drift, Dropout, Effect, Historical,
-    HistoricalSource, Inference, Model, Scenario, Trial,
+    HistoricalSource, Inference, Joint, Model, Scenario, Trial,
 )
 
 _SECTION_HINT = {
@@ -30,7 +30,7 @@ def scenario_reference() -> str:
     sections = [
         ("(top level)", Scenario), ("historical", Historical), ("historical.data: adam", AdamSource),
         ("historical.data[] entry", HistoricalSource), ("historical.biomarker", BiomarkerSpec),
-        ("model", Model), ("model.inference", Inference), ("control", Control), ("trial", Trial),
+        ("model", Model), ("model.inference", Inference), ("model.joint", Joint), ("control", Control), ("trial", Trial),
         ("trial.accrual", Accrual), ("trial.dropout", Dropout), ("trial.cut", Cut),
         ("effect", Effect), ("drift", Drift), ("designs[]", Design), ("analysis", Analysis),
     ]

@@ -19,7 +19,7 @@ from .historical import AdamData, AdamSource, BiomarkerSpec, Historical, Histori
 
 __all__ = [
     "Accrual", "AdamData", "AdamSource", "Analysis", "BiomarkerSpec", "Control", "Cut", "Design",
-    "Drift", "Dropout", "Effect", "Historical", "HistoricalSource", "Inference", "Model", "Scenario",
+    "Drift", "Dropout", "Effect", "Historical", "HistoricalSource", "Inference", "Joint", "Model", "Scenario",
     "Trial",
 ]
 
@@ -30,11 +30,57 @@ __all__ = [
 class Inference(_Section):
     """Posterior inference settings."""
 
-    method: Literal["nuts"] = Field("nuts", description="Inference algorithm (NUTS; SVI arrives with issue 3).")
-    chains: int = Field(2, ge=1, le=16, description="Independent Markov chains.")
-    warmup: int = Field(500, ge=1, description="Warm-up (adaptation) iterations per chain.")
-    draws: int = Field(500, ge=1, description="Posterior draws kept per chain.")
+    method: Literal["nuts", "svi"] = Field(
+        "nuts", description="Inference algorithm: `nuts` (exact MCMC, the default) or `svi` (variational: a "
+        "Gaussian approximation fitted by stochastic optimisation, for large data; checked by the ELBO's "
+        "convergence and the Pareto k-hat, see docs/models.md).",
+    )
+    chains: int = Field(2, ge=1, le=16, description="NUTS: independent Markov chains.")
+    warmup: int = Field(500, ge=1, description="NUTS: warm-up (adaptation) iterations per chain.")
+    draws: int = Field(500, ge=1, description="Posterior draws kept per chain (NUTS) or drawn from the fitted guide (SVI, at least 100).")
     target_accept: float = Field(0.8, gt=0, lt=1, description="NUTS target acceptance probability; raise towards 0.95 on divergences.")
+    guide: Literal["multivariate_normal", "lowrank", "normal"] = Field(
+        "multivariate_normal", description="SVI: automatic guide: full-covariance Gaussian (default; few "
+        "parameters), diagonal plus low rank, or mean-field `normal` (thousands of latents, e.g. random effects).",
+    )
+    steps: int = Field(5000, ge=10, description="SVI: optimisation steps.")
+    learning_rate: float = Field(0.01, gt=0, description="SVI: initial step size of clipped Adam (decays over the second half).")
+
+    @model_validator(mode="after")
+    def _svi_draws(self):
+        if self.method == "svi" and self.draws < 100:
+            raise ValueError("with method `svi`, `draws` must be at least 100 (the Pareto k-hat is fitted to their tail)")
+        return self
+
+    @property
+    def fit_kwargs(self) -> dict:
+        """Keyword arguments of :func:`twinsim.fit.fit` for these settings."""
+        kw = {"method": self.method, "draws": self.draws}
+        if self.method == "nuts":
+            kw.update(chains=self.chains, warmup=self.warmup, target_accept=self.target_accept)
+        else:
+            kw.update(guide=self.guide, steps=self.steps, learning_rate=self.learning_rate)
+        return kw
+
+    @property
+    def label(self) -> str:
+        """One line for progress displays."""
+        if self.method == "svi":
+            return f"SVI ({self.guide} guide, {self.steps} steps, {self.draws} draws)"
+        return f"NUTS ({self.chains} chain(s) × {self.warmup} warmup + {self.draws} draws)"
+
+
+class Joint(_Section):
+    """A joint model of the biomarker in `historical.biomarker` and survival (shared random effects)."""
+
+    transform: Literal["sqrt", "log", "identity"] = Field(
+        "sqrt", description="Scale on which the biomarker is linear in time with normal errors: `sqrt` (counts such "
+        "as CD4), `log` (positive, skewed) or `identity`.",
+    )
+    visits: list[float] | None = Field(
+        None, description="Visit times (in `historical.time_unit`) of the synthetic patients' trajectories; default "
+        "the distinct measurement times of the data (at most 12).",
+    )
 
 
 class Model(_Section):
@@ -59,6 +105,11 @@ class Model(_Section):
         "(log hazard for PH families, log time for lognormal).",
     )
     covariates: Literal["copula"] = Field("copula", description="Generator of synthetic baseline covariates.")
+    joint: Joint | None = Field(
+        None, description="Fit a joint model of the biomarker trajectory (random intercept and slope) and Weibull "
+        "survival sharing those random effects (docs/models-joint.md); needs `historical.biomarker` (or ADaM ADLB), "
+        "`outcome: weibull`, one study and NUTS.",
+    )
     inference: Inference = Field(default_factory=Inference)
     posterior: str | None = Field(
         None, description="Reuse a posterior saved by `twinsim fit` (path relative to the scenario file) instead of fitting."
@@ -79,6 +130,16 @@ class Model(_Section):
         if len(set(v)) != len(v):
             raise ValueError("list each family once in `compare`")
         return v
+
+    @model_validator(mode="after")
+    def _joint_supported(self):
+        if self.joint is not None:
+            if self.outcome != "weibull" or self.compare:
+                raise ValueError("`joint` is a Weibull model: set `outcome: weibull` and remove `compare` (PSIS-LOO "
+                                 "compares survival-only families)")
+            if self.inference.method != "nuts":
+                raise ValueError("`joint` is fitted by NUTS; set `inference.method: nuts`")
+        return self
 
     @property
     def families(self) -> list[str]:
@@ -298,6 +359,14 @@ class Scenario(_Section):
                 raise ValueError("give `historical` and `model` (fit to data) or `control` (an assumed distribution)")
             if self.historical is None and self.model.posterior is None:
                 raise ValueError("`historical` is required unless `model.posterior` names a saved posterior")
+            if self.model.joint is not None and self.model.posterior is None:
+                h = self.historical
+                if not h.has_biomarker:
+                    raise ValueError("`model.joint` needs a biomarker: add `historical.biomarker` (wide `columns` or a "
+                                     "`long` table) or ADaM `adam.adlb` + `adam.biomarker`")
+                if h.study is not None or h.study_labels is not None:
+                    raise ValueError("`model.joint` does not model several historical studies yet; give one source "
+                                     "without `study`, or drop `model.joint`")
         names = [d.name for d in self.designs]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
