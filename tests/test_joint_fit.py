@@ -124,6 +124,12 @@ def test_trajectories_and_biomarker_check_arrays(joint_fit):
     obs, pred = biomarker_ppc_arrays(jax.random.key(4), post, cohorts=20)
     assert pred["values"].shape == (20, data.n, 3) and pred["at_risk"].shape == (20, data.n, 3)
     assert pred["at_risk"][:, :, 0].all()  # everyone is at risk at time 0
+    np.testing.assert_array_equal(pred["measured"], pred["at_risk"])  # every patient at risk was measured
+    from twinsim.predictive import _thin
+
+    half = _thin(jax.random.key(9), pred["at_risk"], [1.0, 0.5, 0.25])
+    assert not (half & ~pred["at_risk"]).any()
+    np.testing.assert_array_equal(half.sum(axis=1), np.rint(pred["at_risk"].sum(axis=1) * [1.0, 0.5, 0.25]))
     # observed values by visit, recomputed from the data: measured while at risk
     bm = data.biomarker
     for v, t in enumerate(VISITS):

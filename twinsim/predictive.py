@@ -163,6 +163,14 @@ def _visit_weights(patient, visit, value, t_obs, visits, v, transform) -> np.nda
     return np.array([by_patient[i] for i in patient[here]])
 
 
+def _thin(key, at_risk: np.ndarray, share) -> np.ndarray:
+    """Random subset of the patients at risk per cohort and visit, ``round(share * count)`` of them."""
+    u = np.where(at_risk, np.asarray(jax.random.uniform(key, at_risk.shape)), np.inf)
+    count = np.rint(at_risk.sum(axis=1) * np.asarray(share, float)[None, :]).astype(int)  # (D, k)
+    ranks = np.argsort(np.argsort(u, axis=1), axis=1)  # rank of each patient within cohort and visit
+    return at_risk & (ranks < count[:, None, :])
+
+
 def visit_of_measurement(times, visit_times) -> np.ndarray:
     """Index of the nearest scheduled visit of each measurement time (ties: the earlier visit)."""
     v = np.asarray(visit_times, float)
@@ -196,7 +204,11 @@ def biomarker_ppc_arrays(rng_key, posterior, *, cohorts: int = 100, time_unit: s
         measurements of patients at risk), ``weights`` (list of k arrays, the same shapes:
         inverse-probability-of-measurement weights, see :func:`measurement_weights`, summing
         to the number at risk), ``n_at_risk`` (k ints: patients at risk, measured or not);
-        predicted: ``values`` (D, N, k) raw biomarker, ``at_risk`` (D, N, k) bool.
+        predicted: ``values`` (D, N, k) raw biomarker, ``at_risk`` (D, N, k) bool, ``measured``
+        (D, N, k) bool: a random subset of those at risk, the observed share measured at
+        that visit (rounded), so that the spread of the cohorts' statistics is that of a
+        group of the observed measured size (the observed side, weighted, stands for
+        everyone at risk; its noise is that of the measured patients).
     """
     j = getattr(posterior, "joint", None)
     if j is None:
@@ -224,8 +236,11 @@ def biomarker_ppc_arrays(rng_key, posterior, *, cohorts: int = 100, time_unit: s
         return out.bm_value, jnp.asarray(visits)[None, :] <= follow[:, None]
 
     bm, risk = jax.jit(jax.vmap(cohort))(jax.random.split(k_sim, cohorts), jax.random.split(k_cens, cohorts), params, x)
+    risk = np.asarray(risk)
+    measured = _thin(jax.random.fold_in(rng_key, 1), risk, [len(v) / max(n_r, 1) for v, n_r in
+                                                             zip(values, [(t_obs >= v).sum() for v in visits])])
     f = time_factor(posterior.time_unit, time_unit or posterior.time_unit)
     observed = {"name": j["biomarker"], "unit": time_unit or posterior.time_unit, "visit_times": visits * f,
                 "values": values, "weights": weights, "n_at_risk": [int((t_obs >= v).sum()) for v in visits]}
-    return observed, {"values": np.asarray(bm), "at_risk": np.asarray(risk)}
+    return observed, {"values": np.asarray(bm), "at_risk": risk, "measured": measured}
 

@@ -11,12 +11,22 @@ One module per stage, along the data flow:
 - :mod:`twinsim.report.common`: cell formatting and grid-dimension labels shared by the others;
 - :mod:`twinsim.report.tables`: summary -> type I error, power and bias tables, cells as text;
 - :mod:`twinsim.report.figures`: run -> Kaplan-Meier, assumed-survival and rejection figures;
+- :mod:`twinsim.report.checks`: posterior predictive checks of the covariate marginals and of a
+  biomarker by visit (figures and tables);
 - :mod:`twinsim.report.document`: tables + figures -> blocks -> ``report.md`` and ``report.html``
   (:func:`write_report`).
 """
 
 from __future__ import annotations
 
+from .checks import (
+    biomarker_check,
+    biomarker_check_table,
+    covariate_check,
+    covariate_check_table,
+    plot_biomarker_predictive,
+    plot_covariate_marginals,
+)
 from .document import FIGURES, write_report
 from .figures import (
     DPI,
@@ -41,4 +51,10 @@ __all__ = [
     "power_table",
     "bias_table",
     "format_table",
+    "covariate_check",
+    "covariate_check_table",
+    "plot_covariate_marginals",
+    "biomarker_check",
+    "biomarker_check_table",
+    "plot_biomarker_predictive",
 ]

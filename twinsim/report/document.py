@@ -153,6 +153,13 @@ def _provenance_items(result) -> list[str]:
             items.append(f"Model: {fam.description if fam else m['outcome']}; covariates: {cov}")
             if m.get("studies"):
                 items.append(f"Historical studies (hierarchical, between-study SD estimated): {', '.join(m['studies'])}")
+            if m.get("joint"):
+                j = m["joint"]
+                items.append(
+                    f"Joint model: {j['biomarker']} on the {j['transform']} scale (random intercept and slope, "
+                    f"{j['measurements']} measurements within follow-up) shares its random effects with the Weibull hazard; "
+                    f"synthetic trajectories at times {', '.join(_fmt(v) for v in j['visit_times'])}"
+                )
             if m.get("consts", {}).get("knots"):
                 items.append(f"Piecewise-exponential cut points: {', '.join(_fmt(k) for k in m['consts']['knots'])}")
         if m.get("data_source"):
@@ -160,17 +167,27 @@ def _provenance_items(result) -> list[str]:
         if m.get("data_hash"):
             items.append(f"Data SHA-256: `{m['data_hash']}`")
         inf = m.get("inference") or {}
-        if inf:
+        d = m.get("diagnostics") or {}
+        if inf.get("method") == "svi":
+            items.append(
+                f"Inference: SVI (variational), {inf.get('guide')} guide, {inf.get('steps')} steps from learning rate "
+                f"{_fmt(inf.get('learning_rate'))}, {inf.get('draws')} draws from the fitted guide"
+            )
+            items.append(
+                f"Diagnostics: Pareto k-hat {_fmt(inf.get('khat'), 3)} (reliable below {_fmt(inf.get('khat_max'))}), "
+                f"ELBO relative change {_fmt(inf.get('elbo_rel_change'), 2)} over the last 10% of the steps "
+                f"(converged below {_fmt(inf.get('elbo_rtol'))})"
+            )
+        elif inf:
             items.append(
                 f"Inference: {inf.get('method', 'nuts')}, {inf.get('chains')} chains x {inf.get('draws')} draws "
                 f"after {inf.get('warmup')} warmup (target_accept {inf.get('target_accept')})"
             )
-        d = m.get("diagnostics")
-        if d:
-            items.append(
-                f"Diagnostics: max R-hat {_fmt(d.get('max_r_hat'))}, min bulk ESS {_fmt(d.get('min_ess_bulk'), 3)}, "
-                f"min tail ESS {_fmt(d.get('min_ess_tail'), 3)}, divergences {d.get('divergences')}"
-            )
+            if d:
+                items.append(
+                    f"Diagnostics: max R-hat {_fmt(d.get('max_r_hat'))}, min bulk ESS {_fmt(d.get('min_ess_bulk'), 3)}, "
+                    f"min tail ESS {_fmt(d.get('min_ess_tail'), 3)}, divergences {d.get('divergences')}"
+                )
     return items
 
 
@@ -182,7 +199,7 @@ def _conditions(row: pd.Series, dims: Sequence[str]) -> str:
     return ", ".join(parts)
 
 
-def _build(result, figures: dict[str, str]) -> list[_Block]:
+def _build(result, figures: dict[str, str], checks: dict | None = None) -> list[_Block]:
     sc = result.scenario
     s = result.summary
     dims = list(result.grid.dims)
@@ -221,6 +238,14 @@ def _build(result, figures: dict[str, str]) -> list[_Block]:
             "**Check the fit:** R-hat above 1.01 or divergent transitions mean the posterior, and every "
             "synthetic control drawn from it, may be unreliable; increase `model.inference.warmup` and `draws`.",
         ))
+    if diag and (_num(diag.get("khat"), 0.0) > _num(diag.get("khat_max"), 0.7)
+                 or _num(diag.get("elbo_rel_change"), 0.0) > _num(diag.get("elbo_rtol"), 1e-3)):
+        B.append(_Block(
+            "p",
+            "**Check the fit:** the variational approximation failed its diagnostics (Pareto k-hat above 0.7 or an "
+            "ELBO still changing), so the posterior, and every synthetic control drawn from it, may be unreliable; "
+            "increase `model.inference.steps`, try another `guide`, or fit by NUTS (`method: nuts`).",
+        ))
 
     # ---- the generative model
     if "km_predictive" in figures:
@@ -234,6 +259,7 @@ def _build(result, figures: dict[str, str]) -> list[_Block]:
             f"Time in {unit}.",
             path=figures["km_predictive"],
         ))
+        B += _model_checks(result, figures, checks or {})
     comp = getattr(result, "comparison", None)
     if comp is not None:
         chosen = comp.index[comp["chosen"]][0]
@@ -344,6 +370,75 @@ def _build(result, figures: dict[str, str]) -> list[_Block]:
     return B
 
 
+def _model_checks(result, figures: dict[str, str], checks: dict) -> list[_Block]:
+    """The "Model check" blocks after the Kaplan-Meier figure: covariate marginals and the
+    biomarker by visit (:mod:`twinsim.report.checks`), each when :func:`write_report` made it."""
+    from ..simulate import KEY_REPORT
+    from .checks import BAND, KEY_BIOMARKER_CHECK, KEY_COVARIATE_CHECK, outside_rows
+
+    seed = result.scenario.seed
+    lo, hi = _fmt(100 * BAND[0]), _fmt(100 * BAND[-1])
+    B: list[_Block] = []
+    if "covariate_marginals" in figures:
+        t, n, cohorts = checks["covariates"]
+        out = outside_rows(t, "covariate")
+        share = _fmt(100 * len(out) / len(t), 2)
+        txt = (f"**Covariate marginals.** {len(out)} of {len(t)} checked statistics ({share}%) "
+               f"fall outside their {lo}-{hi}% range over {cohorts} synthetic cohorts"
+               + (": " + "; ".join(out) + "." if out else ".")
+               + " Statistics: per continuous covariate the mean, SD and quartiles of the non-missing values; per "
+               "level of a categorical, binary or small-integer covariate its share; the share missing. By chance "
+               "alone up to about 5% may fall outside (the statistics are not independent: a covariate's shares sum "
+               "to 1); fewer are expected, because the generator's marginals are the empirical marginals of these same "
+               "patients. The check shows that the generator reproduces them (levels, missing values, range) in "
+               "cohorts of this size; it is not an out-of-sample test, and the dependence between covariates is not "
+               f"shown. Random key: `fold_in(fold_in(jax.random.key({seed}), {KEY_REPORT}), {KEY_COVARIATE_CHECK})` "
+               "(KEY_REPORT, then the check's own constant).")
+        B.append(_Block("p", txt))
+        B.append(_Block(
+            "figure",
+            f"Historical covariates against {cohorts} synthetic cohorts of the historical size (n = {n}) from the "
+            f"covariate generator (Gaussian copula with empirical marginals), one panel per covariate. Covariates with "
+            f"more than 10 distinct values: historical ECDF of the non-missing values (black step) against the "
+            f"pointwise {lo}-{hi}% range of the synthetic cohorts' ECDFs (blue band), missing share written in the "
+            f"panel. Other covariates: historical share of each level, 'missing' included when any (black points, red "
+            f"when outside), against the synthetic cohorts' {lo}-{hi}% range (blue bars; line: median). The generator "
+            f"is a point estimate, so the bands are sampling variation of cohorts of this size only, without parameter "
+            f"uncertainty. Red title: a statistic of that covariate is outside its range.",
+            path=figures["covariate_marginals"],
+        ))
+    if "biomarker_predictive" in figures:
+        t, obs, d, n = checks["biomarker"]
+        out = outside_rows(t, "visit")
+        txt = (f"**Biomarker by visit.** {obs['name']} at each visit among patients still at risk (in follow-up and "
+               f"event-free at the visit time), historical against {d} posterior predictive cohorts of {n} patients. "
+               f"{len(out)} of {len(t)} statistics (per visit: n at risk and the quartiles of the values) fall outside "
+               f"their {lo}-{hi}% range" + (": " + "; ".join(out) + "." if out else ".")
+               + " A predicted n at risk away from the observed points at the event or dropout model (patients leave "
+               "follow-up too early or too late); quartiles outside point at the biomarker trajectory among those "
+               "still followed. By chance alone about 5% may fall outside."
+               + (" Patients at risk who missed a visit count in n at risk; the observed ECDF and quartiles weight the "
+                  "measured ones by the inverse probability of measurement (missing at random given the previous "
+                  "value: the model predicts everyone at risk, and who misses a visit may depend on earlier values), "
+                  "and each synthetic cohort's ECDF and quartiles use a random subset of its patients at risk of the "
+                  "observed share measured, so the band has the spread of a group of the observed measured size."
+                  if any(r > len(v) for r, v in zip(obs.get("n_at_risk") or [], obs["values"])) else "")
+               + " Random key: "
+               f"`fold_in(fold_in(jax.random.key({seed}), {KEY_REPORT}), {KEY_BIOMARKER_CHECK})` "
+               "(KEY_REPORT, then the check's own constant).")
+        B.append(_Block("p", txt))
+        B.append(_Block(
+            "figure",
+            f"{obs['name']} by visit among patients at risk: historical ECDF (black step) against the pointwise "
+            f"{lo}-{hi}% range (blue band) and median (dashed) of the ECDFs of {d} posterior predictive cohorts among "
+            f"their patients at risk. Panel titles: visit time ({obs['unit']}), historical n at risk, predicted median "
+            f"n at risk [{lo}%, {hi}%]; red when a statistic of that visit is outside its range.",
+            path=figures["biomarker_predictive"],
+        ))
+        B.append(_Block("table", table=format_table(t.rename(columns={"visit": f"visit ({obs['unit']})"}))))
+    return B
+
+
 def write_report(result, out_dir) -> list[Path]:
     """Write the figures, ``report.md`` and a self-contained ``report.html`` into ``out_dir``.
 
@@ -355,17 +450,27 @@ def write_report(result, out_dir) -> list[Path]:
     Returns
     -------
     list of Path: ``figures/km_predictive.png`` (with a posterior) or
-    ``figures/control_survival.png`` (assumed control), ``figures/rejection.png``,
-    ``report.md``, ``report.html``.
+    ``figures/control_survival.png`` (assumed control), ``figures/covariate_marginals.png``
+    (a posterior with covariates and the historical data), ``figures/biomarker_predictive.png``
+    (a posterior with a biomarker model), ``figures/rejection.png``, ``report.md``, ``report.html``.
+
+    Notes
+    -----
+    The model checks' keys are ``fold_in(fold_in(key(seed), KEY_REPORT), c)`` with ``c`` =
+    :data:`~twinsim.report.checks.KEY_COVARIATE_CHECK` or
+    :data:`~twinsim.report.checks.KEY_BIOMARKER_CHECK`; the biomarker arrays come from
+    :func:`twinsim.predictive.biomarker_ppc_arrays` (None: no biomarker model, no figure).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     figures: dict[str, str] = {}
+    checks: dict = {}
     if result.posterior is not None:
         ax = plot_km_predictive(result)
         written.append(_save(ax.figure, out / FIGURES / "km_predictive.png"))
         figures["km_predictive"] = f"{FIGURES}/km_predictive.png"
+        written += _write_checks(result, out, figures, checks)
     elif result.scenario.control is not None:
         ax = plot_control_survival(result)
         written.append(_save(ax.figure, out / FIGURES / "control_survival.png"))
@@ -373,11 +478,37 @@ def write_report(result, out_dir) -> list[Path]:
     written.append(_save(rejection_figure(result), out / FIGURES / "rejection.png"))
     figures["rejection"] = f"{FIGURES}/rejection.png"
 
-    blocks = _build(result, figures)
+    blocks = _build(result, figures, checks)
     md = out / "report.md"
     md.write_text(_to_markdown(blocks), encoding="utf-8")
     page = out / "report.html"
     page.write_text(_to_html(blocks, f"twinsim report: {result.scenario.name}", out), encoding="utf-8")
     written += [md, page]
     log.info("wrote %s and %s", md, page)
+    return written
+
+
+def _write_checks(result, out: Path, figures: dict[str, str], checks: dict) -> list[Path]:
+    """Save the model checks' figures (see :func:`write_report`); their tables go to ``checks``."""
+    from ..predictive import biomarker_ppc_arrays
+    from .checks import (BIOMARKER_COHORTS, CHECK_COHORTS, KEY_BIOMARKER_CHECK, KEY_COVARIATE_CHECK,
+                         biomarker_check, check_key, covariate_check)
+
+    post, seed, written = result.posterior, result.scenario.seed, []
+    if result.historical is not None and len(post.covariate_model.names) > 0:
+        observed = result.historical.covariates
+        fig, table = covariate_check(observed, post.covariate_model, rng_key=check_key(seed, KEY_COVARIATE_CHECK),
+                                     cohorts=CHECK_COHORTS)
+        written.append(_save(fig, out / FIGURES / "covariate_marginals.png"))
+        figures["covariate_marginals"] = f"{FIGURES}/covariate_marginals.png"
+        checks["covariates"] = (table, len(observed), CHECK_COHORTS)
+    arrays = biomarker_ppc_arrays(check_key(seed, KEY_BIOMARKER_CHECK), post, cohorts=BIOMARKER_COHORTS,
+                                  time_unit=result.scenario.trial.time_unit)
+    if arrays is not None:
+        observed, predicted = arrays
+        fig, table = biomarker_check(observed, predicted)
+        written.append(_save(fig, out / FIGURES / "biomarker_predictive.png"))
+        figures["biomarker_predictive"] = f"{FIGURES}/biomarker_predictive.png"
+        d, n = tuple(predicted["values"].shape[:2])
+        checks["biomarker"] = (table, observed, int(d), int(n))
     return written
