@@ -32,9 +32,13 @@ Randomness enters only through the keyword ``rng_key`` (a JAX random key, e.g.
 """
 
 from .diagnostics import check_convergence
+from .federated import (FederatedPlan, SiteStatistics, SiteSummary, combine, federated_plan,
+                        fit_site, site_statistics)
 from .compare import compare_models, psis_loo
 from .inference import fit, fit_data
 from .joint import fit_joint_model
 from .posterior import Posterior
 
-__all__ = ["Posterior", "fit", "fit_data", "fit_joint_model", "check_convergence", "compare_models", "psis_loo"]
+__all__ = ["Posterior", "fit", "fit_data", "fit_joint_model", "check_convergence", "compare_models", "psis_loo",
+           "SiteStatistics", "FederatedPlan", "SiteSummary", "site_statistics", "federated_plan",
+           "fit_site", "combine"]
