@@ -467,9 +467,10 @@ def write_report(result, out_dir) -> list[Path]:
     figures: dict[str, str] = {}
     checks: dict = {}
     if result.posterior is not None:
-        ax = plot_km_predictive(result)
-        written.append(_save(ax.figure, out / FIGURES / "km_predictive.png"))
-        figures["km_predictive"] = f"{FIGURES}/km_predictive.png"
+        if np.size(result.posterior.observed_time):  # a federated posterior has no rows to check against
+            ax = plot_km_predictive(result)
+            written.append(_save(ax.figure, out / FIGURES / "km_predictive.png"))
+            figures["km_predictive"] = f"{FIGURES}/km_predictive.png"
         written += _write_checks(result, out, figures, checks)
     elif result.scenario.control is not None:
         ax = plot_control_survival(result)

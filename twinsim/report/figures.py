@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import logging
 import math
+import re
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -112,8 +114,9 @@ def plot_km_predictive(result, ax=None, *, cohorts: int = KM_COHORTS, n_grid: in
     ax.set_ylim(max(0.0, min(float(km["lower"].min()), float(lo.min())) - 0.05), 1.01)
     ax.set_xlabel(f"time ({unit})")
     ax.set_ylabel("survival probability")
-    source = post.provenance.get("data_source") or "historical data"
-    ax.set_title(f"{post.outcome} PH model vs {source}", fontsize="medium")
+    source = re.sub(r"(?:[\w.~-]*/)+([\w.-]+)", r"\1", post.provenance.get("data_source") or "historical data")
+    model = post.outcome + (f" + {post.joint['biomarker']} joint" if getattr(post, "joint", None) else "")
+    ax.set_title(textwrap.fill(f"{model} model vs {source}", 70), fontsize="medium")
     ax.legend(loc="lower left", fontsize="small", frameon=False)
     _style(ax)
     return ax
