@@ -196,6 +196,8 @@ def test_90pct_intervals_cover_the_truth_over_repeated_fits(name):
     p = len(cover) / R
     se = math.sqrt(0.09 / R)  # design effect P: as if only R independent indicators
     rate = float(np.mean(cover))
+    print(f"{name}: R={R}, coverage {rate:.3f} of {len(cover)} intervals, mean z {np.mean(zs):.3f}, "  # noqa: T201
+          f"var z {np.var(zs):.3f}")
     assert abs(rate - 0.90) < 3 * se, f"{name}: coverage {rate:.3f} over {len(cover)} intervals (P={p:.0f})"
     assert abs(np.mean(zs)) < 3 / math.sqrt(R), f"{name}: mean standardised error {np.mean(zs):.3f}"
     # variance of R P roughly N(0, 1) values, correlated within a fit: as if R independent, its
