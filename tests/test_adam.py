@@ -324,7 +324,12 @@ def test_shipped_adam_scenario_loads():
     data = load_historical(sc)
     assert (data.n, data.n_events) == (532, 181)  # references.md: arm 0
     assert data.biomarker is not None and data.biomarker.name == "CD4"
-    assert all(data.covariates[c].dtype == np.float64 for c in data.covariate_names)
+    categorical = {"SEX", "RACE"}  # text columns of ADSL become pandas categories
+    assert all(data.covariates[c].dtype == np.float64 for c in data.covariate_names if c not in categorical)
+    assert {c: sorted(data.covariates[c].cat.categories) for c in categorical} == {
+        "SEX": ["F", "M"], "RACE": ["NON-WHITE", "WHITE"]}
+    # baseline CD4 reaches the model through the biomarker's week-0 value, not as a covariate
+    assert "CD4BL" not in data.covariate_names and (data.biomarker.time == 0).sum() == 532
 
 
 def test_read_adam_returns_subjects_and_measurements(tables):

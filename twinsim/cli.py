@@ -250,7 +250,8 @@ def fit(scenario: Path, out: Path | None, seed, overrides, quiet: bool) -> None:
             Console().print(comp)
             why = "highest elpd_loo (outcome: auto)" if sc.model.outcome == "auto" else "named by model.outcome"
             click.echo(f"Chosen model: {post.outcome} ({why}); only its posterior is saved.")
-        table = Table(title=f"{post.outcome} model fitted to {data.n} patients ({data.n_events} events): "
+        model_name = f"joint {post.joint['biomarker']} + {post.outcome}" if post.joint is not None else post.outcome
+        table = Table(title=f"{model_name} model fitted to {data.n} patients ({data.n_events} events): "
                       f"{post.n_draws} draws, {post.divergences} divergent transitions", title_justify="left")
         cols = [c for c in ("param", "mean", "sd", "r_hat", "ess_bulk", "ess_tail") if c in post.diagnostics]
         for col in cols:
@@ -289,5 +290,8 @@ def reference() -> None:
     click.echo(scenario_reference())
 
 
+from .size_report import size_command; main.add_command(size_command)  # noqa: E402, E702  (twinsim size)
+
 if __name__ == "__main__":  # pragma: no cover
     main()
+main.add_command(__import__("twinsim.twins_cli", fromlist=["twins_command"]).twins_command)
