@@ -32,6 +32,7 @@ from .models import CovariateCopula, CovariateModel  # noqa: E402
 from .run import RunResult, fit_scenario, run_scenario, write_outputs  # noqa: E402
 from .scenario import Scenario, build_grid, load_scenario  # noqa: E402
 from .simulate import predictive_km, sample_patients, simulate_grid  # noqa: E402
+from .digital_twins import twins  # noqa: E402
 
 __all__ = [
     "__version__",
@@ -39,6 +40,7 @@ __all__ = [
     "Posterior", "fit_data", "CovariateModel", "CovariateCopula",
     "Scenario", "load_scenario", "build_grid",
     "simulate_grid", "sample_patients", "predictive_km",
+    "twins",
     "logrank_cox", "kaplan_meier", "decide", "operating_characteristics",
     "RunResult", "run_scenario", "fit_scenario", "write_outputs",
     "TwinsimError", "DataError", "ScenarioError", "ModelError",

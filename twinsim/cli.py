@@ -290,8 +290,10 @@ def reference() -> None:
     click.echo(scenario_reference())
 
 
-from .size_report import size_command; main.add_command(size_command)  # noqa: E402, E702  (twinsim size)
+# commands defined beside the stage they serve (imported last: they use the helpers above)
+from .twins_cli import twins_command  # noqa: E402
+
+main.add_command(twins_command)
 
 if __name__ == "__main__":  # pragma: no cover
     main()
-main.add_command(__import__("twinsim.twins_cli", fromlist=["twins_command"]).twins_command)
