@@ -29,7 +29,7 @@ import yaml
 from . import __version__
 from .analysis import operating_characteristics
 from .data import TrialData, load_data
-from .errors import ModelError, TwinsimError
+from .errors import ModelError, ScenarioError, TwinsimError
 from .fit import Posterior, compare_models, fit_data, fit_joint_model
 from .scenario import Grid, Scenario, build_grid
 from .simulate import (
@@ -198,6 +198,12 @@ def run_scenario(
             posterior, comparison, _fits = fit_models(scenario, historical=historical)
             if progress:
                 progress("fit", 1, 1)
+        procova = [d.name for d in scenario.designs if d.method == "procova"]
+        if procova and not len(posterior.covariate_names):
+            raise ScenarioError(
+                f"design(s) {', '.join(procova)} use method procova, but the generative model has no covariates, so "
+                "every digital twin would be the same; add prognostic baseline covariates to historical.covariates."
+            )
         model = patient_model_from_posterior(posterior, scenario.trial.time_unit)
 
     key = jax.random.fold_in(jax.random.key(scenario.seed), KEY_SIMULATE)

@@ -44,7 +44,7 @@ import pandas as pd
 import xarray as xr
 from scipy.special import ndtri
 
-from .analysis import decide, kth_smallest, logrank_cox
+from .analysis import cox_adjusted, decide, kth_smallest, logrank_cox
 from .errors import StatisticalWarning
 from .models import get_family
 from .models.covariates import CovariateArrays, CovariateModel, sample_raw
@@ -132,6 +132,7 @@ class DesignConfig(NamedTuple):
     dropout_rate: jax.Array  # exponential rate (0 = none)
     cut_events: jax.Array    # event-driven cut (when Sizes.event_driven)
     cut_time: jax.Array      # calendar cut (otherwise)
+    adjust: jax.Array        # 1 = analyse by Cox adjusted for the digital twin (procova), 0 = unadjusted
 
 
 class Sizes(NamedTuple):
@@ -141,6 +142,7 @@ class Sizes(NamedTuple):
     max_real: int
     max_syn: int
     event_driven: bool
+    adjusted: bool = False   # some design is procova: also fit the twin-adjusted Cox
 
 
 class TrialOutcome(NamedTuple):
@@ -189,7 +191,12 @@ def _frailty(key, model: PatientModel, n: int, draw_index):
 
 
 def _draw_pool(key, model: PatientModel, n: int, draw_index, study_u):
-    """Latent patients: (log E, eta, their draw's parameters), entry fraction, dropout.
+    """Latent patients: (log E, eta, their draw's parameters), entry fraction, dropout, twin.
+
+    The twin is the patient's predicted log hazard under control from the covariates alone,
+    ``x' mean(beta)`` over the posterior draws (what a digital-twin model fitted to the
+    historical data predicts; the true ``eta`` uses the replicate's own draw, the study
+    effect and the patient's frailty, which no twin sees).
 
     ``draw_index`` is one posterior draw for all (real patients) or one per patient
     (synthetic); ``study_u`` the population's study effect (scalar or (n,)).
@@ -201,7 +208,8 @@ def _draw_pool(key, model: PatientModel, n: int, draw_index, study_u):
     eta = (jnp.sum(x * beta, axis=-1) if beta.ndim == 2 else x @ beta) + study_u + _frailty(key, model, n, draw_index)
     p = jax.tree_util.tree_map(lambda a: a[draw_index], model.params)
     log_e = jnp.log(jax.random.exponential(ke, (n,)))
-    return (log_e, eta, p), jax.random.uniform(ka, (n,)), jax.random.exponential(kd, (n,))
+    twin = x @ jnp.mean(model.beta, axis=0)  # the digital twin: predicted log hazard (posterior mean beta)
+    return (log_e, eta, p), jax.random.uniform(ka, (n,)), jax.random.exponential(kd, (n,)), twin
 
 
 def _follow_up(model: PatientModel, latent, log_mult, entry_frac, dropout_e, n, cfg: DesignConfig, max_n):
@@ -221,7 +229,9 @@ class SimulatedTrial(NamedTuple):
     ``group`` (n,) 1 = treatment; ``weight`` (n,) 1 for real patients, the design's weight
     for synthetic controls, 0 for patients outside the design or not enrolled by the cut;
     ``cut_time`` the calendar time of the analysis; ``real_events`` events among real
-    patients.  Patients are ordered treatment, real controls, synthetic controls.
+    patients; ``twin`` (n,) each patient's digital twin (predicted log hazard under control);
+    ``adjust`` 1 when the design analyses by the twin-adjusted Cox (procova).  Patients are
+    ordered treatment, real controls, synthetic controls.
     """
 
     time: jax.Array
@@ -230,6 +240,8 @@ class SimulatedTrial(NamedTuple):
     weight: jax.Array
     cut_time: jax.Array
     real_events: jax.Array
+    twin: jax.Array
+    adjust: jax.Array
 
 
 def _draw_pools(key, model: PatientModel, sizes: Sizes):
@@ -255,7 +267,7 @@ def _draw_pools(key, model: PatientModel, sizes: Sizes):
 
 def _censor(model: PatientModel, pools, cfg: DesignConfig, sizes: Sizes) -> SimulatedTrial:
     """Apply one configuration to the pools: effect, drift, accrual, dropout, cut, censoring."""
-    (lt_t, a_t, d_t), (lt_c, a_c, d_c), (lt_s, a_s, d_s) = pools
+    (lt_t, a_t, d_t, tw_t), (lt_c, a_c, d_c, tw_c), (lt_s, a_s, d_s, tw_s) = pools
     trt = _follow_up(model, lt_t, cfg.log_hr + cfg.log_drift, a_t, d_t, cfg.n_treat, cfg, sizes.max_treat)
     ctl = _follow_up(model, lt_c, cfg.log_drift, a_c, d_c, cfg.n_real, cfg, sizes.max_real)
     syn = _follow_up(model, lt_s, 0.0, a_s, d_s, cfg.n_syn, cfg, sizes.max_syn)
@@ -282,13 +294,26 @@ def _censor(model: PatientModel, pools, cfg: DesignConfig, sizes: Sizes) -> Simu
         weight=jnp.concatenate([it * 1.0, ic * 1.0, is_ * cfg.syn_weight]),
         cut_time=cut,
         real_events=jnp.sum(et) + jnp.sum(ec),
+        twin=jnp.concatenate([tw_t, tw_c, tw_s]),
+        adjust=cfg.adjust,
     )
 
 
-def analyse_trial(trial: SimulatedTrial) -> TrialOutcome:
-    """The kernel's analysis of one simulated trial (log-rank and Cox on continuous times)."""
+def analyse_trial(trial: SimulatedTrial, adjusted: bool = False) -> TrialOutcome:
+    """The kernel's analysis of one simulated trial (log-rank and Cox on continuous times).
+
+    With ``adjusted`` (static: some design is procova) the Cox model adjusted for the twin
+    (:func:`~twinsim.analysis.cox_adjusted`) is fitted too, and a trial with
+    ``trial.adjust == 1`` reports its treatment estimate, SE and Wald Z (as ``z``) instead.
+    """
     res = logrank_cox(trial.time, trial.event, trial.group, trial.weight, ties=False)  # no ties: continuous times
-    return TrialOutcome(res.z, res.log_hr, res.se, res.valid, trial.real_events, trial.cut_time, jnp.sum(trial.weight > 0))
+    z, log_hr, se, valid = res.z, res.log_hr, res.se, res.valid
+    if adjusted:
+        adj = cox_adjusted(trial.time, trial.event, trial.group, trial.twin, trial.weight)
+        use = trial.adjust > 0
+        z, log_hr = jnp.where(use, adj.z, z), jnp.where(use, adj.log_hr, log_hr)
+        se, valid = jnp.where(use, adj.se, se), jnp.where(use, adj.valid, valid)
+    return TrialOutcome(z, log_hr, se, valid, trial.real_events, trial.cut_time, jnp.sum(trial.weight > 0))
 
 
 def simulate_trial_data(key, model: PatientModel, config: DesignConfig, sizes: Sizes) -> SimulatedTrial:
@@ -315,7 +340,7 @@ def simulate_trial(key, model: PatientModel, configs: DesignConfig, sizes: Sizes
     TrialOutcome with (C,) fields.
     """
     pools = _draw_pools(key, model, sizes)
-    return jax.lax.map(lambda cfg: analyse_trial(_censor(model, pools, cfg, sizes)), configs)
+    return jax.lax.map(lambda cfg: analyse_trial(_censor(model, pools, cfg, sizes), sizes.adjusted), configs)
 
 
 @partial(jax.jit, static_argnames=("sizes",))
@@ -354,13 +379,13 @@ def design_configs(grid: Grid) -> ConfigTable:
             rows.append(
                 (n_t, d.real_control, n_s, d.synthetic_weight, math.log(sc.effect.hazard_ratio[0]),
                  math.log(sc.drift.hazard_ratio[0]), acc, tr.dropout.rate if tr.dropout else 0.0,
-                 tr.cut.events or 0, tr.cut.time or 0.0)
+                 tr.cut.events or 0, tr.cut.time or 0.0, float(d.method == "procova"))
             )
     cols = list(zip(*rows))
     ints = {0, 1, 2, 8}
     configs = DesignConfig(*[jnp.asarray(c, jnp.int32 if i in ints else float) for i, c in enumerate(cols)])
     event_driven = first.trial.cut.events is not None
-    sizes = Sizes(int(max(cols[0])), int(max(cols[1])), int(max(cols[2])), event_driven)
+    sizes = Sizes(int(max(cols[0])), int(max(cols[1])), int(max(cols[2])), event_driven, bool(max(cols[10]) > 0))
     shape = grid.shape
     alpha = np.array([sc.analysis.alpha for _design in designs for _idx, sc in grid]).reshape((len(designs), *shape))
     true_log_hr = np.array([math.log(sc.effect.hazard_ratio[0]) for _, sc in grid]).reshape(shape)
@@ -465,8 +490,10 @@ def simulate_grid(
     ds["ci_lower"] = ds["log_hr"] - zq * ds["se"]
     ds["ci_upper"] = ds["log_hr"] + zq * ds["se"]
     ds["alpha"] = alpha
-    ds["z"].attrs["description"] = "log-rank Z (weighted for power_prior); negative favours treatment"
-    ds["log_hr"].attrs["description"] = "Cox (Efron) log hazard ratio, treatment / control"
+    ds["z"].attrs["description"] = ("log-rank Z (weighted for power_prior; for procova designs the Wald Z of the "
+                                     "twin-adjusted Cox model); negative favours treatment")
+    ds["log_hr"].attrs["description"] = ("Cox (Efron) log hazard ratio, treatment / control (procova: adjusted for "
+                                         "the digital twin)")
     ds["ci_lower"].attrs["description"] = "Wald interval at level 1 - alpha (two-sided) or 1 - 2 alpha (one-sided)"
     ds["real_events"].attrs["description"] = "events among real patients at the analysis"
     ds["cut_time"].attrs["description"] = f"calendar time of the analysis ({scenario.trial.time_unit}); inf = all follow-up"

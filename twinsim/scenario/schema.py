@@ -274,10 +274,12 @@ class Design(_Section):
     real_control: int = Field(0, ge=0, description="Concurrent randomised controls.")
     synthetic_control: int = Field(0, ge=0, description="Controls drawn from the posterior predictive.")
     treatment: int | None = Field(None, ge=1, description="Treatment patients in this design (default `trial.n_treatment`).")
-    method: Literal["pool", "power_prior", "none"] | None = Field(
+    method: Literal["pool", "power_prior", "none", "procova"] | None = Field(
         None,
         description="How synthetic controls enter: `pool` (as if real), `power_prior` (weight `a0` each), "
-        "`none` (ignored). Default `none` without synthetic controls; required with them.",
+        "`none` (ignored). Default `none` without synthetic controls; required with them. `procova`: no synthetic "
+        "controls; the real patients' analysis is a Cox model adjusted for each patient's digital twin (the "
+        "model's predicted log hazard under control; docs/methods.md).",
     )
     a0: float | None = Field(None, ge=0, le=1, description="Power-prior weight of each synthetic patient (power_prior only).")
 
@@ -291,13 +293,16 @@ class Design(_Section):
             raise ValueError("method power_prior needs `a0`, the weight of each synthetic patient in [0, 1]")
         if self.method != "power_prior" and self.a0 is not None:
             raise ValueError(f"`a0` applies to method power_prior only (method is {self.method})")
+        if self.method == "procova" and self.synthetic_control > 0:
+            raise ValueError("method procova adjusts the analysis of the real patients for their digital twins and adds "
+                             "no synthetic controls: set synthetic_control to 0")
         if self.real_control + (self.synthetic_control if self.method != "none" else 0) == 0:
             raise ValueError("the design has no control patients in its analysis: set real_control or synthetic_control")
         return self
 
     @property
     def synthetic_weight(self) -> float:
-        return {"pool": 1.0, "power_prior": self.a0, "none": 0.0}[self.method]
+        return {"pool": 1.0, "power_prior": self.a0, "none": 0.0, "procova": 0.0}[self.method]
 
 
 class Analysis(_Section):
@@ -367,6 +372,9 @@ class Scenario(_Section):
                 if h.study is not None or h.study_labels is not None:
                     raise ValueError("`model.joint` does not model several historical studies yet; give one source "
                                      "without `study`, or drop `model.joint`")
+        if self.control is not None and any(d.method == "procova" for d in self.designs):
+            raise ValueError("method procova needs digital twins, i.e. a generative model fitted to historical "
+                             "patients with covariates (`historical` + `model`); an assumed `control` has none")
         names = [d.name for d in self.designs]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
