@@ -33,6 +33,7 @@ from .run import RunResult, fit_scenario, run_scenario, write_outputs  # noqa: E
 from .scenario import Scenario, build_grid, load_scenario  # noqa: E402
 from .simulate import predictive_km, sample_patients, simulate_grid  # noqa: E402
 from .digital_twins import twins  # noqa: E402
+from .size import SizeResult, size_search  # noqa: E402
 
 __all__ = [
     "__version__",
@@ -43,6 +44,7 @@ __all__ = [
     "twins",
     "logrank_cox", "kaplan_meier", "decide", "operating_characteristics",
     "RunResult", "run_scenario", "fit_scenario", "write_outputs",
+    "SizeResult", "size_search",
     "TwinsimError", "DataError", "ScenarioError", "ModelError",
     "TwinsimWarning", "ConvergenceWarning", "StatisticalWarning",
 ]

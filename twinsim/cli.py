@@ -292,8 +292,10 @@ def reference() -> None:
 
 # commands defined beside the stage they serve (imported last: they use the helpers above)
 from .twins_cli import twins_command  # noqa: E402
+from .size_report import size_command  # noqa: E402
 
 main.add_command(twins_command)
+main.add_command(size_command)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -71,6 +71,7 @@ __all__ = [
     "KEY_REPORT",
     "sample_patients",
     "predictive_km",
+    "reject_rule",
 ]
 
 #: The covariate generator of a model without covariates (assumed control distributions).
@@ -364,6 +365,18 @@ class ConfigTable:
     true_log_hr: np.ndarray  # (*grid.shape,)
 
 
+def reject_rule(z, log_hr, se, valid, alpha, *, test: str, alternative: str):
+    """The decision of one analysed trial (arrays broadcast; numpy or xarray).
+
+    ``test: logrank`` rejects on the log-rank ``z`` (for a procova design the kernel put the
+    adjusted Wald Z there); ``test: cox`` on the Wald ``log_hr / se``, and a replicate whose
+    Cox fit failed (``valid`` False) counts as not rejected.
+    """
+    stat = z if test == "logrank" else log_hr / se
+    reject = decide(stat, alpha, alternative)
+    return reject & (valid | (test == "logrank"))
+
+
 def design_configs(grid: Grid) -> ConfigTable:
     """Turn every (design, grid point) of a scenario grid into kernel inputs."""
     first = grid.points[0]
@@ -482,9 +495,8 @@ def simulate_grid(
             )
     alpha = xr.DataArray(table.alpha, dims=("design", *grid.dims), coords={k: ds.coords[k] for k in ("design", *grid.dims)})
     an = scenario.analysis
-    stat = ds["z"] if an.test == "logrank" else ds["log_hr"] / ds["se"]
-    reject = decide(stat, alpha, an.alternative)
-    ds["reject"] = reject & (ds["valid"] | (an.test == "logrank"))
+    ds["reject"] = reject_rule(ds["z"], ds["log_hr"], ds["se"], ds["valid"], alpha, test=an.test,
+                               alternative=an.alternative)
     level = alpha if an.alternative == "two-sided" else 2 * alpha
     zq = ndtri(1 - level / 2)
     ds["ci_lower"] = ds["log_hr"] - zq * ds["se"]
