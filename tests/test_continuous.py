@@ -87,3 +87,70 @@ def test_procova_needs_one_minus_rho_squared_of_the_patients():
     assert abs(p_procova - p_unadj) < 3 * math.sqrt(2 * 0.8 * 0.2 / R), (p_procova, p_unadj)
     assert small["unadjusted"]["rejection_rate"] < p_procova - 0.1
     assert small["unadjusted"]["rejection_rate"] < small["ancova"]["rejection_rate"] < p_procova
+
+
+# --------------------------------------------------------------------------- scenarios
+
+CONTINUOUS = {
+    "name": "c", "seed": 5, "replicates": 300,
+    "control": {"distribution": "normal", "mean": 10.0, "sd": 2.0, "prognostic_correlation": 0.5,
+                "baseline_correlation": 0.3},
+    "trial": {"endpoint": "continuous", "n_treatment": 40},
+    "effect": {"mean_difference": [0.0, 1.0]},
+    "designs": [{"name": "ttest", "real_control": 40}, {"name": "ancova", "real_control": 40, "method": "ancova"},
+                {"name": "procova", "real_control": 40, "method": "procova"}],
+}
+
+
+def test_scenario_kernel_reproduces_the_library_simulation_trial_by_trial():
+    """The scenario path (one patient pool per replicate, every design and effect analysed on
+    it) and simulate_continuous (one analysis set per call) draw the same patients from the
+    same replicate keys when the sizes agree, so their estimates agree to rounding."""
+    from twinsim.run import run_scenario
+    from twinsim.scenario import parse_scenario
+    from twinsim.simulate import KEY_SIMULATE
+
+    sc = parse_scenario(CONTINUOUS)
+    result = run_scenario(sc)
+    key = jax.random.fold_in(jax.random.key(sc.seed), KEY_SIMULATE)
+    lib = simulate_continuous(key, NormalControl(10.0, 2.0, 0.5, 0.3), n_treatment=40, n_control=40,
+                              mean_difference=1.0, replicates=300)
+    for design in ("ttest", "ancova", "procova"):
+        name = {"ttest": "unadjusted"}.get(design, design)
+        got = result.results["estimate"].sel(design=design, mean_difference=1.0).values.ravel()
+        np.testing.assert_allclose(got, lib[name]["estimate"], rtol=1e-10, atol=1e-10)
+        row = result.summary[(result.summary.design == design) & (result.summary.mean_difference == 1.0)]
+        assert abs(float(row.rejection_rate.iloc[0]) - lib[name]["rejection_rate"]) < 1e-12
+    assert list(result.summary.columns[:3]) == ["design", "mean_difference", "drift"]
+
+
+@pytest.mark.parametrize("change, match", [
+    ({"effect": {"hazard_ratio": [0.7]}}, "mean_difference"),
+    ({"effect": {"mean_difference": [0.0], "hazard_ratio": [0.7]}}, "hazard ratios"),
+    ({"designs": [{"name": "p", "real_control": 10, "synthetic_control": 10, "method": "pool"}]}, "synthetic controls"),
+    ({"trial": {"endpoint": "continuous", "n_treatment": 40, "cut": {"events": 10}}}, "measured once"),
+    ({"control": {"distribution": "exponential", "median": 12}}, "distribution: normal"),
+    ({"analysis": {"alternative": "less"}}, "two-sided"),
+])
+def test_continuous_scenarios_refuse_what_does_not_apply(change, match):
+    from twinsim.errors import ScenarioError
+    from twinsim.scenario import parse_scenario
+
+    with pytest.raises(ScenarioError, match=match):
+        parse_scenario({**CONTINUOUS, **change})
+
+
+def test_time_to_event_scenarios_refuse_continuous_fields():
+    from twinsim.errors import ScenarioError
+    from twinsim.scenario import parse_scenario
+
+    tte = {"name": "t", "seed": 1, "control": {"distribution": "exponential", "median": 12},
+           "trial": {"n_treatment": 50, "accrual": {"duration": 6}, "cut": {"events": 40}},
+           "effect": {"hazard_ratio": [1.0]}, "designs": [{"name": "rct", "real_control": 50}]}
+    parse_scenario(tte)
+    for change, match in (({"effect": {"mean_difference": [1.0]}}, "continuous endpoint"),
+                          ({"designs": [{"name": "a", "real_control": 50, "method": "ancova"}]}, "ancova"),
+                          ({"control": {"distribution": "normal", "sd": 1.0}}, "endpoint: continuous"),
+                          ({"trial": {"n_treatment": 50, "cut": {"events": 40}}}, "accrual")):
+        with pytest.raises(ScenarioError, match=match):
+            parse_scenario({**tte, **change})

@@ -27,7 +27,7 @@ def test_scenario_runs_small(path, tmp_path, quiet_convergence):
     result = run_scenario(sc)
     out = write_outputs(result, tmp_path / "out")
     summary = pd.read_csv(out / "summary.csv")
-    assert list(summary.columns[: 3]) == ["design", "hazard_ratio", "drift"]
+    assert list(summary.columns[: 3]) == ["design", sc.effect_dim, "drift"]
     assert set(SUMMARY_COLUMNS) <= set(summary.columns)
     n_points = len(sc.designs)
     for values in result.grid.dims.values():

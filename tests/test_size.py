@@ -280,3 +280,27 @@ def test_cli_size_bad_field_exits_2_and_writes_nothing(tmp_path, field):
     assert res.exit_code == 2
     assert field in res.stderr and "Traceback" not in res.output
     assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_continuous_endpoint_procova_needs_one_minus_rho_squared_of_the_t_test():
+    """Issue 4's check through the search: with a twin of correlation rho = 0.6 the size PROCOVA
+    needs per arm is (1 - rho^2) of the t test's, and each design's interval holds its closed
+    form (exact t test: 108.7 per arm; Borm: 0.64 x 108.7 = 69.6, plus the covariate's df)."""
+    import math
+
+    from twinsim.scenario import load_scenario
+    from twinsim.size import size_search
+
+    sc = load_scenario(PLANNING.parent / "planning_procova_continuous.yaml")
+    res = size_search(sc, "n_per_arm", designs=["ttest", "procova"], target_power=0.8, tol=0.015,
+                      max_replicates=12000, check_replicates=1000)
+    t = res.table.set_index("design")
+    assert (t["status"] == "ok").all(), t
+    for d in ("ttest", "procova"):
+        assert t.loc[d, "ci_lower"] <= t.loc[d, "closed_form"] <= t.loc[d, "ci_upper"], t.loc[d]
+    # the ratio of the two roots against 1 - rho^2, with the delta-method SE of a ratio of
+    # independent-ish estimates (relative SEs add in quadrature); 3 SE allowed
+    ratio = t.loc["procova", "root"] / t.loc["ttest", "root"]
+    se = ratio * math.hypot(t.loc["procova", "se_relative"], t.loc["ttest", "se_relative"])
+    assert abs(ratio - (1 - 0.6**2)) < 3 * se + 0.01, (ratio, se)  # + 0.01: the covariate's degree of freedom
+    assert "mean_difference" in res.table.columns

@@ -381,7 +381,9 @@ def operating_characteristics(results: xr.Dataset) -> xr.Dataset:
     """Summarise per-replicate results over the ``replicate`` dimension.
 
     Needs the variables ``reject``, ``log_hr``, ``ci_lower``, ``ci_upper``, ``valid`` and
-    the coordinate or variable ``true_log_hr`` (broadcastable).  Estimates from replicates
+    the coordinate or variable ``true_log_hr`` (broadcastable); for a continuous endpoint
+    ``estimate`` and ``true_effect`` instead (then ``mean_estimate``, ``bias``, ``rmse`` are
+    of the mean difference).  Estimates from replicates
     where the Cox fit failed (``valid`` False) are left out of ``mean_estimate``, ``bias``,
     ``rmse`` and ``coverage``; they count as non-rejections; ``failed`` counts them.
 
@@ -394,8 +396,9 @@ def operating_characteristics(results: xr.Dataset) -> xr.Dataset:
     """
     r = results.sizes["replicate"]
     valid = results["valid"]
-    truth = results["true_log_hr"]
-    est = results["log_hr"].where(valid)
+    continuous = "estimate" in results  # a continuous endpoint: mean differences, not log hazard ratios
+    truth = results["true_effect"] if continuous else results["true_log_hr"]
+    est = (results["estimate"] if continuous else results["log_hr"]).where(valid)
     rate = results["reject"].mean("replicate")
     err = est - truth
     covered = ((results["ci_lower"] <= truth) & (truth <= results["ci_upper"])).where(valid)
@@ -404,7 +407,7 @@ def operating_characteristics(results: xr.Dataset) -> xr.Dataset:
             "replicates": xr.full_like(rate, r, dtype=int),
             "rejection_rate": rate,
             "mcse": np.sqrt(rate * (1 - rate) / r),
-            "mean_estimate": np.exp(est).mean("replicate"),
+            "mean_estimate": (est if continuous else np.exp(est)).mean("replicate"),
             "bias": err.mean("replicate"),
             "rmse": np.sqrt((err**2).mean("replicate")),
             "coverage": covered.mean("replicate"),

@@ -123,7 +123,8 @@ def _summary_table(result) -> Table:
     table = Table(title=f"{result.scenario.name}: {result.scenario.replicates} simulated trials per row", title_justify="left")
     for col in ["design", *dims]:
         table.add_column(col)
-    for col in ("rejection rate ± MCSE", "mean HR", "coverage"):
+    continuous = result.scenario.effect_dim == "mean_difference"
+    for col in ("rejection rate ± MCSE", "mean difference" if continuous else "mean HR", "coverage"):
         table.add_column(col, justify="right")
     for _, row in summary.iterrows():
         failed = f" ({int(row['failed'])} failed)" if row.get("failed", 0) else ""
@@ -134,8 +135,12 @@ def _summary_table(result) -> Table:
         )
     a = result.scenario.analysis
     level = 1 - a.alpha * (2 if a.alternative == "less" else 1)  # the Wald interval of simulate.py
-    table.caption = ("rejection rate: type I error where hazard_ratio = 1, power otherwise; mean HR: mean "
-                     f"estimated hazard ratio; coverage: of its {level:.0%} interval")
+    if continuous:
+        table.caption = ("rejection rate: type I error where mean_difference = 0, power otherwise; mean difference: "
+                         f"mean estimate (adjusted for ancova/procova); coverage: of its {level:.0%} t interval")
+    else:
+        table.caption = ("rejection rate: type I error where hazard_ratio = 1, power otherwise; mean HR: mean "
+                         f"estimated hazard ratio; coverage: of its {level:.0%} interval")
     table.caption_justify = "left"
     return table
 
@@ -183,7 +188,8 @@ def run(scenario: Path, out: Path | None, replicates, seed, overrides, no_report
         sc = load_scenario(scenario, overrides=overrides, replicates=replicates, seed=seed)
         out = out if out is not None else Path("results") / sc.name
         check_out_dir(out)
-        points = math.prod(len(v) for v in (sc.effect.hazard_ratio, sc.drift.hazard_ratio, *sc.sweep.values()))
+        effect = sc.effect.mean_difference if sc.trial.endpoint == "continuous" else sc.effect.hazard_ratio
+        points = math.prod(len(v) for v in (effect, sc.drift.hazard_ratio, *sc.sweep.values()))
         fit_label = None
         if sc.control is None:
             fit_label = (f"Loading posterior {sc.model.posterior}" if sc.model.posterior

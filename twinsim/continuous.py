@@ -43,8 +43,11 @@ from scipy import stats
 
 from .errors import ModelError
 
+#: Analysis code of each design method (index into :data:`ANALYSES`).
+_CODE = {"none": 0, "ancova": 1, "procova": 2}
+
 __all__ = ["NormalControl", "ANALYSES", "ContinuousResult", "ols_treatment", "simulate_continuous",
-           "borm_sample_size", "ttest_sample_size", "power_ttest"]
+           "borm_sample_size", "ttest_sample_size", "power_ttest", "normal_control", "simulate_grid_continuous"]
 
 #: Analyses of a continuous endpoint: the adjustment columns besides intercept and treatment.
 ANALYSES = ("unadjusted", "ancova", "procova")
@@ -213,3 +216,111 @@ def borm_sample_size(n_unadjusted: float, rho: float) -> float:
     if not -1.0 < rho < 1.0:
         raise ModelError(f"rho must be in (-1, 1); got {rho!r}.")
     return (1.0 - rho**2) * float(n_unadjusted)
+
+
+# --------------------------------------------------------------------------- scenarios
+
+
+def normal_control(control) -> NormalControl:
+    """The planning model of a scenario's ``control: {distribution: normal, ...}``."""
+    return NormalControl(mean=float(control.mean or 0.0), sd=float(control.sd),
+                         prognostic_correlation=float(control.prognostic_correlation or 0.0),
+                         baseline_correlation=float(control.baseline_correlation or 0.0))
+
+
+def _grid_trial(key, model: NormalControl, configs, max_t: int, max_c: int):
+    """One replicate: one pool of patients, analysed under every configuration."""
+    k_t, k_c = jax.random.split(key)
+    y_t, m_t, b_t = model.draw(k_t, max_t)
+    y_c, m_c, b_c = model.draw(k_c, max_c)
+    group = jnp.concatenate([jnp.ones(max_t), jnp.zeros(max_c)])
+    m, b = jnp.concatenate([m_t, m_c]), jnp.concatenate([b_t, b_c])
+    empty = jnp.zeros((max_t + max_c, 0))
+
+    def one(cfg):
+        n_t, n_c, delta, code = cfg
+        y = jnp.concatenate([y_t + delta, y_c])
+        weight = jnp.concatenate([jnp.arange(max_t) < n_t, jnp.arange(max_c) < n_c]).astype(float)
+        res = [ols_treatment(y, group, empty, weight), ols_treatment(y, group, b[:, None], weight),
+               ols_treatment(y, group, m[:, None], weight)]
+        pick = [jnp.stack(v)[code] for v in zip(*res)]
+        return ContinuousResult(*pick)
+
+    return jax.lax.map(one, configs)
+
+
+@partial(jax.jit, static_argnames=("model", "max_t", "max_c"))
+def _grid_replicates(keys, model, configs, max_t, max_c):
+    return jax.vmap(_grid_trial, in_axes=(0, None, None, None, None))(keys, model, configs, max_t, max_c)
+
+
+def simulate_grid_continuous(scenario, *, rng_key, grid, progress=None):
+    """Simulate a continuous-endpoint scenario at every design and grid point.
+
+    Replicate ``r`` uses ``fold_in(rng_key, r)`` and one pool of patients analysed by every
+    design (the first ``n`` treated and control patients are shared: common random numbers).
+
+    Returns
+    -------
+    xarray.Dataset with dims ``design``, the grid dimensions and ``replicate``: ``estimate``
+    (mean difference), ``se``, ``z`` (the t statistic), ``valid``, ``reject``, ``ci_lower``,
+    ``ci_upper`` (t interval at level 1 - alpha), ``n_analysed``, ``alpha``; coordinate
+    ``true_effect``.
+    """
+    import xarray as xr
+
+    designs = tuple(d.name for d in grid.points[0].designs)
+    rows, df, alpha = [], [], []
+    for name in designs:
+        for _, sc in grid:
+            d = sc.design(name)
+            n_t = d.treatment if d.treatment is not None else sc.trial.n_treatment
+            code = _CODE[d.method]
+            rows.append((n_t, d.real_control, sc.effect.mean_difference[0], code))
+            df.append(n_t + d.real_control - 2 - (code > 0))
+            alpha.append(sc.analysis.alpha)
+    cols = list(zip(*rows))
+    configs = (jnp.asarray(cols[0], jnp.int32), jnp.asarray(cols[1], jnp.int32), jnp.asarray(cols[2], float),
+               jnp.asarray(cols[3], jnp.int32))
+    max_t, max_c = int(max(cols[0])), int(max(cols[1]))
+    model = normal_control(scenario.control)
+    reps = scenario.replicates
+    batch = int(max(1, min(reps, 512)))
+    parts = []
+    for start in range(0, reps, batch):
+        keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(rng_key, jnp.arange(start, start + batch))
+        out = _grid_replicates(keys, model, configs, max_t, max_c)
+        take = min(batch, reps - start)
+        parts.append([np.asarray(a)[:take] for a in out])
+        if progress is not None:
+            progress(start + take, reps)
+    est, se, t = (np.concatenate([p[i] for p in parts]) for i in range(3))
+
+    shape = (reps, len(designs), *grid.shape)
+    order = (1, *range(2, 2 + len(grid.dims)), 0)
+    dims = tuple(("replicate", "design", *grid.dims)[i] for i in order)
+
+    def arr(x):
+        return np.transpose(np.asarray(x).reshape(shape), order)
+
+    coords = {"design": list(designs), "replicate": np.arange(reps)}
+    coords.update({k: np.asarray(v, float) for k, v in grid.dims.items()})
+    conf_shape = (len(designs), *grid.shape)
+    crit = stats.t.ppf(1 - np.asarray(alpha) / 2, np.asarray(df)).reshape(conf_shape)
+    ds = xr.Dataset({"estimate": (dims, arr(est)), "se": (dims, arr(se)), "z": (dims, arr(t))}, coords=coords)
+    crit_da = xr.DataArray(crit, dims=("design", *grid.dims), coords={k: ds.coords[k] for k in ("design", *grid.dims)})
+    ds["valid"] = np.isfinite(ds["estimate"]) & np.isfinite(ds["se"]) & (ds["se"] > 0)
+    ds["reject"] = (np.abs(ds["z"]) > crit_da) & ds["valid"]
+    ds["ci_lower"] = ds["estimate"] - crit_da * ds["se"]
+    ds["ci_upper"] = ds["estimate"] + crit_da * ds["se"]
+    n_an = np.asarray(cols[0]) + np.asarray(cols[1])
+    ds["n_analysed"] = xr.DataArray(n_an.reshape(conf_shape), dims=("design", *grid.dims),
+                                    coords={k: ds.coords[k] for k in ("design", *grid.dims)}).broadcast_like(ds["z"])
+    ds["alpha"] = xr.DataArray(np.asarray(alpha).reshape(conf_shape), dims=("design", *grid.dims),
+                               coords={k: ds.coords[k] for k in ("design", *grid.dims)})
+    truth = np.array([sc.effect.mean_difference[0] for _, sc in grid]).reshape(grid.shape)
+    ds = ds.assign_coords(true_effect=(tuple(grid.dims), truth))
+    ds["estimate"].attrs["description"] = "treatment - control mean difference (OLS; adjusted for ancova/procova)"
+    ds["z"].attrs["description"] = "t statistic of the mean difference; positive: higher outcome under treatment"
+    ds["ci_lower"].attrs["description"] = "t interval at level 1 - alpha"
+    return ds

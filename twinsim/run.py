@@ -28,6 +28,7 @@ import yaml
 
 from . import __version__
 from .analysis import operating_characteristics
+from .continuous import normal_control, simulate_grid_continuous
 from .data import TrialData, load_data
 from .errors import ModelError, ScenarioError, TwinsimError
 from .fit import Posterior, compare_models, fit_data, fit_joint_model
@@ -142,7 +143,7 @@ def fit_scenario(scenario: Scenario, *, historical: TrialData | None = None, pro
 
 def summary_frame(oc: xr.Dataset, grid: Grid) -> pd.DataFrame:
     """Operating characteristics as the summary.csv table (one row per design and grid point)."""
-    frame = oc.drop_vars("true_log_hr", errors="ignore").to_dataframe().reset_index()
+    frame = oc.drop_vars(["true_log_hr", "true_effect"], errors="ignore").to_dataframe().reset_index()
     cols = ["design", *grid.dims, *SUMMARY_COLUMNS, *[c for c in EXTRA_COLUMNS if c in frame]]
     return frame[cols]
 
@@ -187,7 +188,9 @@ def run_scenario(
     """
     grid = build_grid(scenario)  # validates every grid point before any work
     comparison = None
-    if scenario.control is not None:
+    if scenario.trial.endpoint == "continuous":
+        model = normal_control(scenario.control)
+    elif scenario.control is not None:
         model = patient_model_from_control(scenario.control)
     else:
         if posterior is None:
@@ -208,7 +211,10 @@ def run_scenario(
 
     key = jax.random.fold_in(jax.random.key(scenario.seed), KEY_SIMULATE)
     cb = (lambda done, total: progress("simulate", done, total)) if progress else None
-    results = simulate_grid(scenario, model, rng_key=key, grid=grid, progress=cb)
+    if scenario.trial.endpoint == "continuous":
+        results = simulate_grid_continuous(scenario, rng_key=key, grid=grid, progress=cb)
+    else:
+        results = simulate_grid(scenario, model, rng_key=key, grid=grid, progress=cb)
     oc = operating_characteristics(results)
     oc["alpha"] = results["alpha"]
     summary = summary_frame(oc, grid)

@@ -28,13 +28,15 @@ import logging
 import math
 import warnings
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
+from scipy import stats
 
+from .continuous import _CODE, _grid_replicates, normal_control
 from .errors import ScenarioError, StatisticalWarning
 from .scenario import Grid, Scenario, apply_override, parse_scenario
 from .simulate import (
@@ -49,8 +51,9 @@ __all__ = ["SizeResult", "size_search", "resolve_vary", "ScenarioEvaluator", "IN
 
 #: Integer fields ``--vary`` accepts (``NAME`` is a design; ``{design}`` or the bare name = each design's own).
 INTEGER_FIELDS = ("trial.n_treatment", "trial.cut.events", "designs.NAME.real_control",
-                  "designs.NAME.synthetic_control", "designs.NAME.treatment")
-_DESIGN_FIELDS = ("real_control", "synthetic_control", "treatment")
+                  "designs.NAME.synthetic_control", "designs.NAME.treatment", "designs.NAME.n_per_arm")
+_DESIGN_FIELDS = ("real_control", "synthetic_control", "treatment", "n_per_arm")
+#: ``n_per_arm`` is not a scenario field: it sets a design's ``treatment`` and ``real_control`` together (1:1).
 
 
 # --------------------------------------------------------------------------- the scenario's field
@@ -99,6 +102,8 @@ def resolve_vary(scenario: Scenario, vary: str, designs: Sequence[str] | None = 
 
 def _current_value(sc: Scenario, design: str, path: str) -> int:
     d = sc.design(design)
+    if path.endswith(".n_per_arm"):
+        return int(d.real_control)
     if path == "trial.cut.events":
         return int(sc.trial.cut.events)
     if path == "trial.n_treatment" or (path.endswith(".treatment") and d.treatment is None):
@@ -134,12 +139,25 @@ class ScenarioEvaluator:
     def point(self, design: str, value: int) -> Scenario:
         """The scenario with ``design``'s field set to ``value`` (validated)."""
         path = self.paths[design]
-        raw = apply_override(self._raw, path, int(value), where="--vary")
+        if path.endswith(".n_per_arm"):  # both arms of the design, 1:1
+            base = path.rsplit(".", 1)[0]
+            raw = apply_override(self._raw, base + ".treatment", int(value), where="--vary")
+            raw = apply_override(raw, base + ".real_control", int(value), where="--vary")
+        else:
+            raw = apply_override(self._raw, path, int(value), where="--vary")
         return parse_scenario(raw, origin=f"--vary {path}={int(value)}", base_dir=self.scenario.base_dir)
 
     def row(self, design: str, value: int) -> DesignConfig:
         """``design``'s kernel configuration at ``value`` (fields as Python scalars)."""
         key = (design, int(value))
+        if key not in self._rows and self.scenario.trial.endpoint == "continuous":
+            sc = self.point(design, value)
+            d = sc.design(design)
+            n_t = d.treatment if d.treatment is not None else sc.trial.n_treatment
+            code = _CODE[d.method]
+            self._rows[key] = ContinuousRow(n_t, d.real_control, sc.effect.mean_difference[0], code,
+                                            n_t + d.real_control - 2 - (code > 0))
+            self._sizes[key] = Sizes(n_t, d.real_control, 0, False)
         if key not in self._rows:
             sc = self.point(design, value)
             grid = Grid({"hazard_ratio": sc.effect.hazard_ratio, "drift": sc.drift.hazard_ratio}, (sc,), ((0, 0),))
@@ -155,6 +173,8 @@ class ScenarioEvaluator:
         return int(row.n_treat + row.n_real)  # treatment + concurrent controls
 
     def __call__(self, values, n: int) -> np.ndarray:
+        if self.scenario.trial.endpoint == "continuous":
+            return self._continuous(values, n)
         rows = [self.row(d, int(x)) for d, x in zip(self.designs, values)]
         configs = DesignConfig(*[jnp.asarray(c, dtype) for c, dtype in zip(zip(*rows), self._dtypes)])
         counts = np.zeros(len(rows), np.int64)
@@ -172,6 +192,35 @@ class ScenarioEvaluator:
         for d, x, u in zip(self.designs, values, unreached):
             self.unreached[(d, int(x))] = self.unreached.get((d, int(x)), 0) + int(u)
         return counts
+
+
+    def _continuous(self, values, n: int) -> np.ndarray:
+        """Rejections of a continuous endpoint's designs (t tests; one patient pool per replicate)."""
+        rows = [self.row(d, int(x)) for d, x in zip(self.designs, values)]
+        configs = (jnp.asarray([r.n_treat for r in rows], jnp.int32), jnp.asarray([r.n_real for r in rows], jnp.int32),
+                   jnp.asarray([r.delta for r in rows], float), jnp.asarray([r.code for r in rows], jnp.int32))
+        crit = stats.t.ppf(1 - self.alpha / 2, np.array([r.df for r in rows]))
+        model = normal_control(self.scenario.control)
+        counts = np.zeros(len(rows), np.int64)
+        start = self.next_replicate
+        for s in range(start, start + n, self.block):
+            keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(self.root, jnp.arange(s, s + self.block))
+            out = _grid_replicates(keys, model, configs, self.sizes.max_treat, self.sizes.max_real)
+            take = min(self.block, start + n - s)
+            t = np.asarray(out.t)[:take]
+            counts += ((np.abs(t) > crit) & np.isfinite(t)).sum(axis=0)
+        self.next_replicate = start + n
+        return counts
+
+
+class ContinuousRow(NamedTuple):
+    """A continuous-endpoint design at one size: arms, true difference, analysis code, t df."""
+
+    n_treat: int
+    n_real: int
+    delta: float
+    code: int
+    df: int
 
 
 # --------------------------------------------------------------------------- public API
@@ -202,21 +251,32 @@ class SizeResult:
 
 
 def _effect_values(sc: Scenario, hazard_ratio, drift) -> tuple[float, float, list[str]]:
+    """The effect (hazard ratio, or mean difference for a continuous endpoint) and drift searched."""
     notes = []
+    continuous = sc.trial.endpoint == "continuous"
+    effects, null = (sc.effect.mean_difference, 0.0) if continuous else (sc.effect.hazard_ratio, 1.0)
+    field = f"effect.{sc.effect_dim}"
+    option = "--mean-difference" if continuous else "--hazard-ratio"
     if hazard_ratio is None:
-        non_null = [h for h in sc.effect.hazard_ratio if h != 1.0]
+        non_null = [h for h in effects if h != null]
         if not non_null:
-            raise ScenarioError("effect.hazard_ratio holds only 1.0 (no effect), so no size reaches a target power; "
-                                "give a non-null effect with --hazard-ratio 0.7 or --set effect.hazard_ratio=0.7.")
+            raise ScenarioError(f"{field} holds only {null:g} (no effect), so no size reaches a target power; "
+                                f"give a non-null effect with {option} or --set {field}=VALUE.")
         hazard_ratio = non_null[0]
         if len(non_null) > 1:
-            notes.append(f"effect.hazard_ratio lists {list(non_null)}; the search uses the first, {hazard_ratio:g} "
-                         "(choose with --hazard-ratio).")
+            notes.append(f"{field} lists {list(non_null)}; the search uses the first, {hazard_ratio:g} "
+                         f"(choose with {option}).")
     if drift is None:
         drift = sc.drift.hazard_ratio[0]
         if len(sc.drift.hazard_ratio) > 1:
             notes.append(f"drift.hazard_ratio lists {list(sc.drift.hazard_ratio)}; the search uses the first, {drift:g} "
                          "(choose with --drift).")
+    if continuous:
+        if not (math.isfinite(hazard_ratio) and hazard_ratio != 0):
+            raise ScenarioError(f"--mean-difference {hazard_ratio!r}: give a non-zero finite difference such as 50.")
+        if drift != 1.0:
+            raise ScenarioError("--drift does not apply to a continuous endpoint yet.")
+        return float(hazard_ratio), 1.0, notes
     for name, v in (("--hazard-ratio", hazard_ratio), ("--drift", drift)):
         if not (v > 0 and math.isfinite(v)):
             raise ScenarioError(f"{name} {v!r}: give a positive hazard ratio such as 0.7.")
@@ -262,7 +322,8 @@ def size_search(
     designs : names of the designs to search (default all)
     lower, upper : bounds of the field (default a quarter and four times each design's current
         value; for ``trial.cut.events`` at most the design's real patients)
-    hazard_ratio : effect at which power is computed (default the scenario's first value other than 1)
+    hazard_ratio : effect at which power is computed (default the scenario's first non-null value): a hazard
+        ratio, or for a continuous endpoint a mean difference
     drift : drift hazard ratio (default the scenario's first)
     tol : target relative SE of the root (0.01: the size known to about +/- 2 %)
     max_replicates : simulated trials per design for the search (the check adds ``check_replicates``)
@@ -287,8 +348,11 @@ def size_search(
     paths = resolve_vary(scenario, vary, designs)
     hr, dr, notes = _effect_values(scenario, hazard_ratio, drift)
     raw = scenario.to_dict()
-    raw["effect"] = {**raw.get("effect", {}), "hazard_ratio": [hr]}
-    raw["drift"] = {**raw.get("drift", {}), "hazard_ratio": [dr]}
+    if scenario.trial.endpoint == "continuous":
+        raw["effect"] = {**raw.get("effect", {}), "mean_difference": [hr]}
+    else:
+        raw["effect"] = {**raw.get("effect", {}), "hazard_ratio": [hr]}
+        raw["drift"] = {**raw.get("drift", {}), "hazard_ratio": [dr]}
     for path, values in raw.pop("sweep", {}).items():
         if path not in paths.values():
             raw = apply_override(raw, path, values[0], where="sweep")
@@ -299,7 +363,9 @@ def size_search(
     key = jax.random.fold_in(jax.random.key(sc.seed), KEY_SIMULATE)
     ev = ScenarioEvaluator(sc, paths, lo, hi, rng_key=key)  # validates both bounds of every design before any work
 
-    if sc.control is not None:
+    if sc.trial.endpoint == "continuous":
+        model = None  # the evaluator draws from the scenario's normal control
+    elif sc.control is not None:
         model = patient_model_from_control(sc.control)
     else:
         if posterior is None:

@@ -138,13 +138,37 @@ def _time_to_event_power(evaluator, design: str, value: int, hr: float) -> float
     return schoenfeld_power(events, hr, a.alpha, a.alternative, allocation=n_c / (n_t + n_c))
 
 
-#: Closed-form power of a design at an integer field value, by endpoint kind (the hook for
-#: continuous endpoints: ``"continuous"`` -> the two-sample t-test's normal approximation).
-CLOSED_FORMS: dict[str, Callable] = {"time_to_event": _time_to_event_power}
+def _continuous_power(evaluator, design: str, value: int, delta: float) -> float | None:
+    """Exact t-test power (noncentral t) of a continuous design with the residual SD its
+    analysis leaves: sigma (t test), sigma sqrt(1 - r^2) (ANCOVA on a baseline correlated r),
+    sigma sqrt(1 - rho^2) (PROCOVA: Borm et al. 2007's large-sample approximation, which
+    ignores the estimation of the covariate's slope)."""
+    from scipy import stats
+
+    row = evaluator.row(design, value)
+    ctl = evaluator.scenario.control
+    r = {0: 0.0, 1: ctl.baseline_correlation or 0.0, 2: ctl.prognostic_correlation or 0.0}[row.code]
+    sd = ctl.sd * math.sqrt(1 - r**2)
+    nc = abs(delta) / (sd * math.sqrt(1 / row.n_treat + 1 / row.n_real))
+    crit = stats.t.ppf(1 - evaluator.scenario.analysis.alpha / 2, row.df)
+    return float(stats.nct.sf(crit, row.df, nc) + stats.nct.cdf(-crit, row.df, nc))
+
+
+#: Closed-form power of a design at an integer field value, by endpoint kind.
+CLOSED_FORMS: dict[str, Callable] = {"time_to_event": _time_to_event_power, "continuous": _continuous_power}
+#: Name of each closed form, for tables and messages.
+CLOSED_FORM_NAMES = {"time_to_event": "Schoenfeld", "continuous": "t test (Borm for ancova/procova)"}
 
 
 def _endpoint_kind(scenario) -> str:
-    return "time_to_event"  # the only endpoint the simulator has so far
+    return getattr(scenario.trial, "endpoint", "time_to_event")
+
+
+def _effect_text(result) -> str:
+    """``HR 0.7, drift 1`` or ``mean difference 50`` for titles."""
+    if _endpoint_kind(result.scenario) == "continuous":
+        return f"mean difference {result.hazard_ratio:g}"
+    return f"HR {result.hazard_ratio:g}, drift {result.drift:g}"
 
 
 def closed_form_size(evaluator, design: str, lower: int, upper: int, target: float, hr: float) -> float:
@@ -203,7 +227,8 @@ def size_table(result: SizeResult, evaluator, lower, upper) -> pd.DataFrame:
         at = evaluator.row(name, int(min(max(math.ceil(closed), lo), hi))) if math.isfinite(closed) else None
         chk = checks.loc[name]
         rows.append({
-            "design": name, "field": result.paths[name], "hazard_ratio": result.hazard_ratio, "drift": result.drift,
+            "design": name, "field": result.paths[name], result.scenario.effect_dim: result.hazard_ratio,
+            "drift": result.drift,
             "target_power": result.target_power, "size": r.size, "root": r.root, "se_relative": r.se_rel,
             "ci_lower": r.ci[0], "ci_upper": r.ci[1],
             "real_patients": patients(r.root) if r.size is not None else math.nan,
@@ -264,7 +289,7 @@ def plot_size(result: SizeResult, ax=None):
     ax.set_ylim(0, 1)
     ax.set_xlabel(f"{result.vary} (log scale)")
     ax.set_ylabel("power")
-    ax.set_title(f"Power against size (HR {result.hazard_ratio:g}, drift {result.drift:g}); "
+    ax.set_title(f"Power against size ({_effect_text(result)}); "
                  f"shaded: {result.level:.0%} interval of the answer", fontsize=9)
     ax.legend(fontsize=7, frameon=False, loc="lower right")
     _style(ax)
@@ -282,9 +307,10 @@ def size_markdown(result: SizeResult, figure: str | None = "size.png") -> str:
     t, lvl = result.table, f"{result.level:.0%}"
     ref = t["reference"].iloc[0]
     lines = [f"# Sample size: {result.scenario.name}", "",
-             f"Smallest value of the varied field reaching power {result.target_power:g} at hazard ratio "
-             f"{result.hazard_ratio:g} (drift {result.drift:g}), two arms analysed by "
-             f"{result.scenario.analysis.test} at alpha {result.scenario.analysis.alpha:g} "
+             f"Smallest value of the varied field reaching power {result.target_power:g} at {_effect_text(result)}, "
+             f"two arms analysed by "
+             f"{'t tests' if _endpoint_kind(result.scenario) == 'continuous' else result.scenario.analysis.test} "
+             f"at alpha {result.scenario.analysis.alpha:g} "
              f"({result.scenario.analysis.alternative}); seed {result.scenario.seed}.", "",
              f"## Real patients needed and saved versus {ref or 'the RCT (none searched)'}", "",
              f"| design | field | size [{lvl} CI] | real patients [{lvl} CI] | saved [{lvl} CI] | power at size ± MCSE "
@@ -301,8 +327,11 @@ def size_markdown(result: SizeResult, figure: str | None = "size.png") -> str:
                      f"{r['replicates']} | {r['status']} |")
     lines += ["", "Size: `ceil(x*)`, `x*` the root of the probit fit of power on sqrt(size) near the target; "
               "the interval is `(sqrt(x*) ± z se)^2`. Power at size: evaluated directly on fresh trials. Closed form: "
-              "Schoenfeld's events for the real-control designs (events / P(event) for patient counts; see "
-              "docs/size.md). Saved: reference real patients minus the design's (interval adds the two variances, "
+              + ("the exact t-test size with the residual SD each analysis leaves (Borm et al. 2007 for ancova and "
+                 "procova; see docs/size.md)" if _endpoint_kind(result.scenario) == "continuous" else
+                 "Schoenfeld's events for the real-control designs (events / P(event) for patient counts; see "
+                 "docs/size.md)")
+              + ". Saved: reference real patients minus the design's (interval adds the two variances, "
               "conservative under common random numbers)."]
     lines += [""] + [f"- {n}" for n in result.notes] if result.notes else []
     if figure:
@@ -364,7 +393,9 @@ def write_size_outputs(result: SizeResult, out_dir: str | os.PathLike) -> Path:
 @click.option("--lower", type=click.IntRange(min=1), help="Smallest value searched  [default: a quarter of the current]")
 @click.option("--upper", type=click.IntRange(min=2), help="Largest value searched  [default: four times the current]")
 @click.option("--design", "designs", multiple=True, metavar="NAME", help="Search this design only (repeatable).")
-@click.option("--hazard-ratio", type=float, help="Effect for the power  [default: the scenario's first non-null]")
+@click.option("--hazard-ratio", "--mean-difference", "hazard_ratio", type=float,
+              help="Effect for the power: a hazard ratio, or a mean difference for a continuous endpoint  "
+                   "[default: the scenario's first non-null]")
 @click.option("--drift", type=float, help="Drift hazard ratio  [default: the scenario's first]")
 @click.option("--tol", type=click.FloatRange(min=0, min_open=True), default=0.01, show_default=True,
               help="Stop when the answer's relative standard error is below this.")
@@ -418,9 +449,11 @@ def size_command(scenario, vary, target_power, lower, upper, designs, hazard_rat
             if not pd.isna(r["closed_form"]):
                 inside = "inside" if r["closed_form_in_ci"] else "outside"
                 share = r["closed_form_control_share"]
-                caveat = ("" if abs(share - 0.5) < 0.01 else f" (control share {share:.2f}: Schoenfeld's allocation "
-                          "term is approximate away from 1:1, see docs/size.md)")
-                click.echo(f"Closed form ({r['design']}): {r['field']} = {r['closed_form']:.2f} (Schoenfeld), "
+                caveat = ("" if abs(share - 0.5) < 0.01 or _endpoint_kind(result.scenario) == "continuous" else
+                          f" (control share {share:.2f}: Schoenfeld's allocation term is approximate away from 1:1, "
+                          "see docs/size.md)")
+                name = CLOSED_FORM_NAMES[_endpoint_kind(result.scenario)]
+                click.echo(f"Closed form ({r['design']}): {r['field']} = {r['closed_form']:.2f} ({name}), "
                            f"simulated {r['root']:.2f} [{r['ci_lower']:.2f}, {r['ci_upper']:.2f}]: {inside} the "
                            f"interval{caveat}.")
         click.echo(f"Wrote {written}/ ({', '.join(sorted(p.name for p in written.iterdir()))})")
@@ -433,8 +466,8 @@ def _rich_table(result: SizeResult):
     t = result.table
     ref = t["reference"].iloc[0]
     table = Table(title=f"{result.scenario.name}: real patients needed and saved versus {ref or 'the RCT'}; "
-                  f"smallest {result.vary} reaching power {result.target_power:g} at HR {result.hazard_ratio:g}, "
-                  f"drift {result.drift:g}", title_justify="left")
+                  f"smallest {result.vary} reaching power {result.target_power:g} at {_effect_text(result)}",
+                  title_justify="left")
     level = f"{result.level:.0%}"
     for col in ("design", f"size [{level} CI]", f"real patients [{level} CI]", "saved", "power at size",
                 "closed form", "status"):
@@ -448,6 +481,7 @@ def _rich_table(result: SizeResult):
         table.add_row(Text(str(r["design"])), size, pats, saved, f"{r['power_at_size']:.3f} ± {r['power_mcse']:.3f}",
                       "-" if pd.isna(r["closed_form"]) else f"{r['closed_form']:.1f}", r["status"])
     table.caption = ("size: smallest value whose fitted power reaches the target; real patients: treatment + "
-                     "concurrent controls; closed form: Schoenfeld (real-control designs)")
+                     f"concurrent controls; closed form: {CLOSED_FORM_NAMES[_endpoint_kind(result.scenario)]} "
+                     "(real-control designs)")
     table.caption_justify = "left"
     return table

@@ -32,6 +32,8 @@ def _dim_label(dim: str) -> str:
     """Readable name of a grid dimension (``designs.hybrid.real_control`` -> ``hybrid: real_control``)."""
     if dim == "hazard_ratio":
         return "hazard ratio"
+    if dim == "mean_difference":
+        return "mean difference"
     if dim == "drift":
         return "drift"
     parts = dim.split(".")

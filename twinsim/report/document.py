@@ -220,7 +220,8 @@ def _build(result, figures: dict[str, str], checks: dict | None = None) -> list[
     B.append(_Block(
         "p",
         f"Designs: {', '.join(d.name for d in sc.designs)}. Grid: {grid_txt}. "
-        f"Test: {an.test}, {sides}, alpha = {_fmt(an.alpha)}; {sc.replicates} simulated trials per design and grid point.",
+        f"Test: {'t test of the (adjusted) mean difference' if sc.effect_dim == 'mean_difference' else an.test}, "
+        f"{sides}, alpha = {_fmt(an.alpha)}; {sc.replicates} simulated trials per design and grid point.",
     ))
     B.append(_Block("h2", "Provenance"))
     B.append(_Block("list", "\n".join(_provenance_items(result))))
@@ -294,8 +295,9 @@ def _build(result, figures: dict[str, str], checks: dict | None = None) -> list[
 
     # ---- type I error
     B.append(_Block("h2", "Type I error"))
-    null_txt = ("Type I error is the rejection rate at the null of no treatment effect (true hazard ratio 1 "
-                "between treatment and the concurrent control)")
+    null_txt = ("Type I error is the rejection rate at the null of no treatment effect (true "
+                + ("mean difference 0" if sc.effect_dim == "mean_difference" else "hazard ratio 1")
+                + " between treatment and the concurrent control)")
     if any(d != 1.0 for d in drifts):
         null_txt += ", under each drift of the concurrent controls from the historical population"
     B.append(_Block(
@@ -304,9 +306,10 @@ def _build(result, figures: dict[str, str], checks: dict | None = None) -> list[
         "**inflated** when its rate exceeds the threshold alpha + 3 sqrt(alpha(1 - alpha)/R), three Monte Carlo "
         "standard errors computed at alpha.",
     ))
-    if "hazard_ratio" in s and np.isclose(s["hazard_ratio"].astype(float), 1.0).any():
-        t1 = type_i_error_table(s, dims)
-        other = [d for d in dims if d != "hazard_ratio"]
+    eff, null = sc.effect_dim, sc.null_effect
+    if eff in s and np.isclose(s[eff].astype(float), null).any():
+        t1 = type_i_error_table(s, dims, null=null, effect=eff)
+        other = [d for d in dims if d != eff]
         t1 = _collapse_untouched(t1, other, ["rejection_rate", "mcse"])
         B.append(_Block("table", table=format_table(t1).rename(columns=lambda c: _dim_label(c) if c in other else c)))
         bad = t1[t1["inflated"]]
@@ -316,13 +319,14 @@ def _build(result, figures: dict[str, str], checks: dict | None = None) -> list[
         else:
             B.append(_Block("p", "No design's type I error exceeds alpha by more than three Monte Carlo standard errors."))
     else:
-        B.append(_Block("p", "The grid has no hazard ratio 1, so type I error was not simulated; add 1.0 to `effect.hazard_ratio`."))
+        B.append(_Block("p", f"The grid has no {_dim_label(eff)} {_fmt(null)}, so type I error was not simulated; add "
+                             f"{_fmt(null)} to `effect.{eff}`."))
 
     # ---- power
     B.append(_Block("h2", "Power"))
-    if "hazard_ratio" in s and (~np.isclose(s["hazard_ratio"].astype(float), 1.0)).any():
+    if eff in s and (~np.isclose(s[eff].astype(float), null)).any():
         pw = power_table(result)
-        txt = ("Power is the rejection rate at the non-null hazard ratios (MCSE as above). Real patients are "
+        txt = (f"Power is the rejection rate at the non-null {_dim_label(eff)}s (MCSE as above). Real patients are "
                "treatment + real (concurrent) controls")
         if result.posterior is not None:
             txt += "; synthetic controls are drawn from the posterior predictive"
@@ -332,14 +336,14 @@ def _build(result, figures: dict[str, str], checks: dict | None = None) -> list[
         pw = _collapse_untouched(pw, dims, [c for c in pw.columns if c not in ("design", *dims)])
         B.append(_Block("table", table=format_table(pw).rename(columns=lambda c: _dim_label(c) if c in dims else c)))
     else:
-        B.append(_Block("p", "The grid has only the null hazard ratio, so power was not simulated."))
+        B.append(_Block("p", f"The grid has only the null {_dim_label(eff)}, so power was not simulated."))
 
     xdim, _ = _layout(result)
-    if xdim == "hazard_ratio":
-        how = "x: hazard ratio, one panel per drift"
+    if xdim == eff:
+        how = f"x: {_dim_label(eff)}" + (", one panel per drift" if eff == "hazard_ratio" else "")
     else:
-        how = (f"x: {_dim_label(xdim)}; rows: hazard ratio (HR = 1: type I error, with the dashed line at alpha; "
-               "otherwise power); columns: drift. Designs the swept parameter does not touch are marked "
+        how = (f"x: {_dim_label(xdim)}; rows: {_dim_label(eff)} ({_fmt(null)}: type I error, with the dashed line at "
+               "alpha; otherwise power); columns: drift. Designs the swept parameter does not touch are marked "
                "'not varied' and stay flat")
     B.append(_Block(
         "figure",
@@ -353,6 +357,18 @@ def _build(result, figures: dict[str, str], checks: dict | None = None) -> list[
     B.append(_Block("h2", "Bias and coverage"))
     level = 1 - an.alpha if an.alternative == "two-sided" else 1 - 2 * an.alpha
     covs = bool(result.posterior is not None and len(result.posterior.covariate_names))
+    if eff == "mean_difference":
+        txt = (f"Mean estimate is the mean estimated difference (treatment minus control; adjusted for `ancova` and "
+               f"`procova` designs); bias and RMSE are of that difference against the scenario's; coverage is that of "
+               f"the {_fmt(100 * level)}% t interval. With a linear model the adjusted and unadjusted analyses "
+               "target the same difference (collapsibility), so every design should be unbiased.")
+        B.append(_Block("p", txt))
+        bt = _collapse_untouched(bias_table(s, dims), dims, ["mean_estimate", "bias", "rmse", "coverage"])
+        B.append(_Block("table", table=format_table(bt).rename(columns=lambda c: _dim_label(c) if c in dims else c)))
+        B.append(_Block("h2", "Full summary"))
+        B.append(_Block("p", "One row per design and grid point: the contents of `summary.csv`, to 4 significant digits."))
+        B.append(_Block("table", table=format_table(s)))
+        return B
     txt = (f"Mean estimate is the mean Cox hazard ratio; bias and RMSE are of the log hazard ratio; coverage is that "
            f"of the {_fmt(100 * level)}% Wald interval. Bias is measured against the conditional hazard ratio set "
            "in the scenario; with prognostic covariates an unadjusted Cox model targets the marginal hazard ratio, "
@@ -472,7 +488,7 @@ def write_report(result, out_dir) -> list[Path]:
             written.append(_save(ax.figure, out / FIGURES / "km_predictive.png"))
             figures["km_predictive"] = f"{FIGURES}/km_predictive.png"
         written += _write_checks(result, out, figures, checks)
-    elif result.scenario.control is not None:
+    elif result.scenario.control is not None and result.scenario.trial.endpoint != "continuous":
         ax = plot_control_survival(result)
         written.append(_save(ax.figure, out / FIGURES / "control_survival.png"))
         figures["control_survival"] = f"{FIGURES}/control_survival.png"

@@ -185,8 +185,15 @@ def plot_control_survival(result, ax=None, *, n_grid: int = 200):
     return ax
 
 
+def _effect(result) -> tuple[str, float, str]:
+    """The effect's grid dimension, its null value and its short label (``HR`` or ``difference``)."""
+    sc = result.scenario
+    dim = getattr(sc, "effect_dim", "hazard_ratio")
+    return dim, (0.0 if dim == "mean_difference" else 1.0), ("difference" if dim == "mean_difference" else "HR")
+
+
 def _sweep_dims(result) -> list[str]:
-    return [d for d in result.grid.dims if d not in ("hazard_ratio", "drift")]
+    return [d for d in result.grid.dims if d not in ("hazard_ratio", "mean_difference", "drift")]
 
 
 def _layout(result) -> tuple[str, list[str]]:
@@ -194,15 +201,16 @@ def _layout(result) -> tuple[str, list[str]]:
     sweeps = _sweep_dims(result)
     if sweeps:
         return sweeps[0], sweeps[1:]
-    return "hazard_ratio", []
+    return _effect(result)[0], []
 
 
 def plot_rejection(result, ax=None, *, drift: float | None = None, hazard_ratio: float | None = None):
     """One panel of rejection rates: one line per design, error bars +-1.96 MCSE.
 
-    Without sweep dimensions the x axis is the hazard ratio (type I error at HR = 1, power
-    elsewhere); with sweeps it is the first sweep dimension at one ``hazard_ratio`` (further
-    sweep dimensions split the lines by line style).  The dashed line is alpha.
+    Without sweep dimensions the x axis is the effect (the hazard ratio: type I error at
+    HR = 1, power elsewhere; for a continuous endpoint the mean difference, null 0); with
+    sweeps it is the first sweep dimension at one effect value (further sweep dimensions
+    split the lines by line style).  The dashed line is alpha.
 
     Parameters
     ----------
@@ -211,7 +219,8 @@ def plot_rejection(result, ax=None, *, drift: float | None = None, hazard_ratio:
     drift : float, optional
         Drift value of the panel (default: the first of the grid).
     hazard_ratio : float, optional
-        Hazard ratio of the panel when the x axis is a sweep (default: the first).
+        Effect value of the panel when the x axis is a sweep (default: the first): a hazard
+        ratio, or a mean difference for a continuous endpoint.
 
     Returns
     -------
@@ -220,11 +229,12 @@ def plot_rejection(result, ax=None, *, drift: float | None = None, hazard_ratio:
     s = result.summary
     dims = result.grid.dims
     xdim, split = _layout(result)
+    eff, null, short = _effect(result)
     drift = dims["drift"][0] if drift is None else drift
     sel = np.isclose(s["drift"].astype(float), drift)
-    if xdim != "hazard_ratio":
-        hazard_ratio = dims["hazard_ratio"][0] if hazard_ratio is None else hazard_ratio
-        sel &= np.isclose(s["hazard_ratio"].astype(float), hazard_ratio)
+    if xdim != eff:
+        hazard_ratio = dims[eff][0] if hazard_ratio is None else hazard_ratio
+        sel &= np.isclose(s[eff].astype(float), hazard_ratio)
     panel = s[sel]
     ax = _new_ax(ax)
     designs = [d.name for d in result.scenario.designs]
@@ -246,7 +256,7 @@ def plot_rejection(result, ax=None, *, drift: float | None = None, hazard_ratio:
             x = x + (j - (n_lines - 1) / 2) * 0.012 * span
             j += 1
             label = name
-            if xdim != "hazard_ratio" and not _affects(xdim, name):
+            if xdim != eff and not _affects(xdim, name):
                 label += " (not varied)"
             if split:
                 label += ", " + ", ".join(f"{_dim_label(d)} {v:g}" for d, v in zip(split, combo))
@@ -254,7 +264,7 @@ def plot_rejection(result, ax=None, *, drift: float | None = None, hazard_ratio:
                         marker=MARKERS[i % len(MARKERS)], linestyle=LINESTYLES[c % len(LINESTYLES)],
                         linewidth=1.6, markersize=5, capsize=3, label=label)
     alphas = np.unique(panel["alpha"].to_numpy(float)) if "alpha" in panel else np.array([0.05])
-    power_panel = xdim != "hazard_ratio" and not math.isclose(hazard_ratio, 1.0)
+    power_panel = xdim != eff and not math.isclose(hazard_ratio, null)
     if power_panel:
         pass  # alpha is a type I error reference; on a 0-1 power scale it only adds clutter
     elif alphas.size == 1:
@@ -265,19 +275,21 @@ def plot_rejection(result, ax=None, *, drift: float | None = None, hazard_ratio:
     ax.set_xticks(xs)
     ax.set_xticklabels([f"{v:g}" for v in xs])
     ax.set_xlabel(_dim_label(xdim))
-    if xdim == "hazard_ratio":
+    if xdim == eff:
         ax.set_ylim(0.0, 1.0)
-        ax.set_ylabel("rejection rate\n(type I error at HR = 1, power otherwise)")
-        ax.set_title(f"drift {drift:g}", fontsize="medium")
-    elif math.isclose(hazard_ratio, 1.0):
+        ax.set_ylabel(f"rejection rate\n(type I error at {short} = {null:g}, power otherwise)")
+        ax.set_title(f"drift {drift:g}" if eff == "hazard_ratio" else "", fontsize="medium")
+    elif math.isclose(hazard_ratio, null):
         top = float((panel["rejection_rate"] + 1.96 * panel["mcse"]).max()) if len(panel) else 0.0
         ax.set_ylim(0.0, max(2.5 * float(alphas.max()), top * 1.1))
         ax.set_ylabel("type I error")
-        ax.set_title(f"HR = 1 (type I error), drift {drift:g}", fontsize="medium")
+        ax.set_title(f"{short} = {null:g} (type I error)" + (f", drift {drift:g}" if eff == "hazard_ratio" else ""),
+                     fontsize="medium")
     else:
         ax.set_ylim(0.0, 1.0)
         ax.set_ylabel("power")
-        ax.set_title(f"HR = {hazard_ratio:g} (power), drift {drift:g}", fontsize="medium")
+        ax.set_title(f"{short} = {hazard_ratio:g} (power)" + (f", drift {drift:g}" if eff == "hazard_ratio" else ""),
+                     fontsize="medium")
     _style(ax)
     return ax
 
@@ -293,8 +305,9 @@ def rejection_figure(result):
 
     dims = result.grid.dims
     xdim, _ = _layout(result)
+    eff, null, short = _effect(result)
     drifts = list(dims["drift"])
-    hrs = [None] if xdim == "hazard_ratio" else sorted(dims["hazard_ratio"], key=lambda h: (h != 1.0, -h))
+    hrs = [None] if xdim == eff else sorted(dims[eff], key=lambda h: (h != null, -abs(h - null)))
     nrow, ncol = len(hrs), len(drifts)
     width = min(4.4, 16.0 / ncol)
     fig = Figure(figsize=(max(6.4, 0.6 + width * ncol), 0.9 + 3.3 * nrow), dpi=DPI, layout="constrained")
@@ -315,8 +328,9 @@ def rejection_figure(result):
     order = sorted(range(len(labels)), key=lambda i: labels[i].startswith("alpha"))
     handles, labels = [handles[i] for i in order], [labels[i] for i in order]
     fig.legend(handles, labels, loc="outside lower center", ncol=min(4, len(labels)), frameon=False, fontsize="small")
-    if xdim != "hazard_ratio":
-        fig.suptitle("rejection rate (type I error at HR = 1, power otherwise); bars: \u00b11.96 MCSE", fontsize="medium")
+    if xdim != eff:
+        fig.suptitle(f"rejection rate (type I error at {short} = {null:g}, power otherwise); bars: \u00b11.96 MCSE",
+                     fontsize="medium")
     return fig
 
 

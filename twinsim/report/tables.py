@@ -27,7 +27,7 @@ def _collapse_untouched(frame: pd.DataFrame, dims: Sequence[str], metrics: Seque
     """
     out = frame.copy()
     for dim in dims:
-        if dim in ("hazard_ratio", "drift"):
+        if dim in ("hazard_ratio", "mean_difference", "drift"):
             continue
         parts = []
         for design, rows in out.groupby("design", sort=False):
@@ -51,7 +51,7 @@ def _collapse_untouched(frame: pd.DataFrame, dims: Sequence[str], metrics: Seque
 
 
 def type_i_error_table(summary: pd.DataFrame, dims: Sequence[str] = ("hazard_ratio", "drift"),
-                       *, null: float = 1.0) -> pd.DataFrame:
+                       *, null: float = 1.0, effect: str = "hazard_ratio") -> pd.DataFrame:
     """Rejection rates at the null hazard ratio, with the inflation flag.
 
     Parameters
@@ -62,7 +62,9 @@ def type_i_error_table(summary: pd.DataFrame, dims: Sequence[str] = ("hazard_rat
     dims : sequence of str
         Grid dimensions present as columns of ``summary``.
     null : float
-        The null hazard ratio (1: no treatment effect).
+        The null effect (hazard ratio 1, or mean difference 0: no treatment effect).
+    effect : str
+        The effect's column: ``hazard_ratio`` or ``mean_difference``.
 
     Returns
     -------
@@ -71,14 +73,14 @@ def type_i_error_table(summary: pd.DataFrame, dims: Sequence[str] = ("hazard_rat
     ``threshold`` = alpha + 3 sqrt(alpha (1 - alpha) / R) (the Monte Carlo error
     computed at alpha, not at the estimate) and ``inflated`` (rejection rate above it).
     """
-    rows = summary[np.isclose(summary["hazard_ratio"].astype(float), null)] if "hazard_ratio" in summary else summary
+    rows = summary[np.isclose(summary[effect].astype(float), null)] if effect in summary else summary
     rows = rows.copy()
     if "alpha" not in rows:
         rows["alpha"] = 0.05
     a, r = rows["alpha"].astype(float), rows["replicates"].astype(float)
     rows["threshold"] = a + INFLATION_MCSE * np.sqrt(a * (1 - a) / r)
     rows["inflated"] = rows["rejection_rate"] > rows["threshold"]
-    other = [d for d in dims if d != "hazard_ratio" and d in rows]
+    other = [d for d in dims if d != effect and d in rows]
     return rows[["design", *other, "alpha", "replicates", "rejection_rate", "mcse", "threshold", "inflated"]].reset_index(drop=True)
 
 
@@ -96,7 +98,7 @@ def _design_sizes(result) -> pd.DataFrame:
     return pd.DataFrame(records)
 
 
-def power_table(result, *, null: float = 1.0) -> pd.DataFrame:
+def power_table(result, *, null: float | None = None) -> pd.DataFrame:
     """Rejection rates away from the null, with patients per design.
 
     Returns
@@ -108,7 +110,9 @@ def power_table(result, *, null: float = 1.0) -> pd.DataFrame:
     """
     dims = list(result.grid.dims)
     s = result.summary
-    rows = s[~np.isclose(s["hazard_ratio"].astype(float), null)].copy()
+    effect = getattr(result.scenario, "effect_dim", "hazard_ratio")
+    null = getattr(result.scenario, "null_effect", 1.0) if null is None else null
+    rows = s[~np.isclose(s[effect].astype(float), null)].copy()
     sizes = _design_sizes(result)
     for d in dims:
         rows[d] = rows[d].astype(float)

@@ -15,7 +15,8 @@ from .schema import Scenario
 class Grid:
     """The analysis grid: named dimensions and one resolved scenario per point.
 
-    ``dims`` is ordered: ``hazard_ratio`` (effect), ``drift``, then each ``sweep`` path.
+    ``dims`` is ordered: the effect (``hazard_ratio``, or ``mean_difference`` for a continuous
+    endpoint), ``drift``, then each ``sweep`` path.
     ``points[i]`` is the scenario with point ``i``'s values set (row-major over ``dims``).
     """
 
@@ -33,8 +34,9 @@ class Grid:
 
 def build_grid(sc: Scenario) -> Grid:
     """Expand effect, drift and sweep lists into grid points (each re-validated)."""
+    effect = sc.effect.mean_difference if sc.trial.endpoint == "continuous" else sc.effect.hazard_ratio
     dims: dict[str, tuple[float, ...]] = {
-        "hazard_ratio": tuple(sc.effect.hazard_ratio),
+        sc.effect_dim: tuple(effect),
         "drift": tuple(sc.drift.hazard_ratio),
     }
     for path, values in sc.sweep.items():
@@ -46,8 +48,9 @@ def build_grid(sc: Scenario) -> Grid:
         raw = copy.deepcopy(base)
         for (name, values), i in zip(dims.items(), idx):
             v = values[i]
-            path = {"hazard_ratio": "effect.hazard_ratio", "drift": "drift.hazard_ratio"}.get(name, name)
-            if name not in ("hazard_ratio", "drift") and float(v).is_integer() and _is_int_field(path):
+            path = {"hazard_ratio": "effect.hazard_ratio", "mean_difference": "effect.mean_difference",
+                    "drift": "drift.hazard_ratio"}.get(name, name)
+            if name not in ("hazard_ratio", "mean_difference", "drift") and float(v).is_integer() and _is_int_field(path):
                 v = int(v)
             raw = apply_override(raw, path, v, where="sweep")
         label = ", ".join(f"{n}={dims[n][i]}" for n, i in zip(dims, idx))

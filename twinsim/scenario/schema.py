@@ -152,13 +152,33 @@ class Model(_Section):
 class Control(_Section):
     """An assumed control distribution, for planning without data (no covariates)."""
 
-    distribution: Literal["exponential", "weibull"]
+    distribution: Literal["exponential", "weibull", "normal"] = Field(
+        description="`exponential` or `weibull` time to event; `normal` for a continuous endpoint.")
     median: float | None = Field(None, gt=0, description="Median time to event, in `trial.time_unit`.")
     scale: float | None = Field(None, gt=0, description="Scale (instead of median), in `trial.time_unit`.")
     shape: float | None = Field(None, gt=0, description="Weibull shape (required for weibull; 1 for exponential).")
+    mean: float | None = Field(None, description="normal: mean of the control outcome (default 0).")
+    sd: float | None = Field(None, gt=0, description="normal: SD of the control outcome (required).")
+    prognostic_correlation: float | None = Field(
+        None, ge=0, lt=1, description="normal: correlation rho of each patient's digital twin with the outcome "
+        "(a calibrated twin, E[y | twin] = twin; default 0). Used by `method: procova`.")
+    baseline_correlation: float | None = Field(
+        None, gt=-1, lt=1, description="normal: correlation of the baseline measurement with the outcome "
+        "(default 0). Used by `method: ancova`.")
 
     @model_validator(mode="after")
     def _one_location(self):
+        normal_fields = [f for f in ("mean", "sd", "prognostic_correlation", "baseline_correlation")
+                         if getattr(self, f) is not None]
+        if self.distribution == "normal":
+            wrong = [f for f in ("median", "scale", "shape") if getattr(self, f) is not None]
+            if wrong:
+                raise ValueError(f"a normal control has `mean` and `sd`, not {', '.join(wrong)}")
+            if self.sd is None:
+                raise ValueError("a normal control needs `sd`, the SD of the control outcome")
+            return self
+        if normal_fields:
+            raise ValueError(f"{', '.join(normal_fields)} belong to a normal control (continuous endpoint)")
         if (self.median is None) == (self.scale is None):
             raise ValueError("give exactly one of `median` or `scale`")
         if self.distribution == "weibull" and self.shape is None:
@@ -222,11 +242,27 @@ class Cut(_Section):
 class Trial(_Section):
     """The planned trial; treatment patients are always real."""
 
+    endpoint: Literal["time_to_event", "continuous"] = Field(
+        "time_to_event", description="`time_to_event` (log-rank / Cox) or `continuous` (an outcome measured once per "
+        "patient, analysed by t test, ANCOVA or PROCOVA; needs `control: {distribution: normal}` and "
+        "`effect.mean_difference`; docs/methods.md).")
     time_unit: TimeUnit = Field("months", description="Unit of every time in `trial`, `control`.")
     n_treatment: int = Field(ge=1, description="Treatment patients (a design's `treatment` overrides it).")
-    accrual: Accrual
+    accrual: Accrual | None = Field(None, description="Time to event: accrual (required).")
     dropout: Dropout | None = Field(None, description="Loss to follow-up; none if omitted.")
-    cut: Cut
+    cut: Cut | None = Field(None, description="Time to event: when the data are analysed (required).")
+
+    @model_validator(mode="after")
+    def _endpoint_fields(self):
+        if self.endpoint == "time_to_event":
+            missing = [f for f in ("accrual", "cut") if getattr(self, f) is None]
+            if missing:
+                raise ValueError(f"a time-to-event trial needs {' and '.join(f'`{m}`' for m in missing)}")
+        else:
+            extra = [f for f in ("accrual", "dropout", "cut") if getattr(self, f) is not None]
+            if extra:
+                raise ValueError(f"a continuous endpoint is measured once per patient: remove {', '.join(extra)}")
+        return self
 
 
 def _as_tuple(v):
@@ -257,6 +293,20 @@ class Effect(_HazardRatios):
     hazard_ratio: tuple[float, ...] = Field(
         (1.0,), description="Treatment vs true concurrent control hazard ratio; a list is a grid dimension. 1 gives type I error."
     )
+    mean_difference: tuple[float, ...] | None = Field(
+        None, description="Continuous endpoint: treatment minus control mean of the outcome; a list is a grid "
+        "dimension. 0 gives type I error.",
+    )
+
+    @field_validator("mean_difference", mode="before")
+    @classmethod
+    def _finite(cls, v):
+        if v is None:
+            return None
+        v = _as_tuple(v)
+        if not v or any(not isinstance(x, (int, float)) or isinstance(x, bool) or not math.isfinite(x) for x in v):
+            raise ValueError("mean differences must be finite numbers, one or a list")
+        return tuple(float(x) for x in v)
 
 
 class Drift(_HazardRatios):
@@ -274,12 +324,13 @@ class Design(_Section):
     real_control: int = Field(0, ge=0, description="Concurrent randomised controls.")
     synthetic_control: int = Field(0, ge=0, description="Controls drawn from the posterior predictive.")
     treatment: int | None = Field(None, ge=1, description="Treatment patients in this design (default `trial.n_treatment`).")
-    method: Literal["pool", "power_prior", "none", "procova"] | None = Field(
+    method: Literal["pool", "power_prior", "none", "procova", "ancova"] | None = Field(
         None,
         description="How synthetic controls enter: `pool` (as if real), `power_prior` (weight `a0` each), "
         "`none` (ignored). Default `none` without synthetic controls; required with them. `procova`: no synthetic "
-        "controls; the real patients' analysis is a Cox model adjusted for each patient's digital twin (the "
-        "model's predicted log hazard under control; docs/methods.md).",
+        "controls; the real patients' analysis is adjusted for each patient's digital twin (time to event: Cox with the "
+        "twin's predicted log hazard; continuous: ANCOVA on the twin's prediction; docs/methods.md). `ancova` "
+        "(continuous only): ANCOVA on the baseline measurement.",
     )
     a0: float | None = Field(None, ge=0, le=1, description="Power-prior weight of each synthetic patient (power_prior only).")
 
@@ -293,16 +344,16 @@ class Design(_Section):
             raise ValueError("method power_prior needs `a0`, the weight of each synthetic patient in [0, 1]")
         if self.method != "power_prior" and self.a0 is not None:
             raise ValueError(f"`a0` applies to method power_prior only (method is {self.method})")
-        if self.method == "procova" and self.synthetic_control > 0:
-            raise ValueError("method procova adjusts the analysis of the real patients for their digital twins and adds "
-                             "no synthetic controls: set synthetic_control to 0")
+        if self.method in ("procova", "ancova") and self.synthetic_control > 0:
+            raise ValueError(f"method {self.method} adjusts the analysis of the real patients and adds no synthetic "
+                             "controls: set synthetic_control to 0")
         if self.real_control + (self.synthetic_control if self.method != "none" else 0) == 0:
             raise ValueError("the design has no control patients in its analysis: set real_control or synthetic_control")
         return self
 
     @property
     def synthetic_weight(self) -> float:
-        return {"pool": 1.0, "power_prior": self.a0, "none": 0.0, "procova": 0.0}[self.method]
+        return {"pool": 1.0, "power_prior": self.a0, "none": 0.0, "procova": 0.0, "ancova": 0.0}[self.method]
 
 
 class Analysis(_Section):
@@ -372,9 +423,19 @@ class Scenario(_Section):
                 if h.study is not None or h.study_labels is not None:
                     raise ValueError("`model.joint` does not model several historical studies yet; give one source "
                                      "without `study`, or drop `model.joint`")
-        if self.control is not None and any(d.method == "procova" for d in self.designs):
-            raise ValueError("method procova needs digital twins, i.e. a generative model fitted to historical "
-                             "patients with covariates (`historical` + `model`); an assumed `control` has none")
+        if self.trial.endpoint == "continuous":
+            self._check_continuous()
+        else:
+            if self.control is not None and self.control.distribution == "normal":
+                raise ValueError("a normal control describes a continuous endpoint: set `trial.endpoint: continuous`")
+            if self.effect.mean_difference is not None:
+                raise ValueError("`effect.mean_difference` is for a continuous endpoint (`trial.endpoint: continuous`); "
+                                 "a time-to-event effect is `effect.hazard_ratio`")
+            if any(d.method == "ancova" for d in self.designs):
+                raise ValueError("method ancova is for a continuous endpoint; for time to event use procova")
+            if self.control is not None and any(d.method == "procova" for d in self.designs):
+                raise ValueError("method procova needs digital twins, i.e. a generative model fitted to historical "
+                                 "patients with covariates (`historical` + `model`); an assumed `control` has none")
         names = [d.name for d in self.designs]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
@@ -382,6 +443,35 @@ class Scenario(_Section):
         for path, values in self.sweep.items():
             _check_sweep_path(self, path, values)
         return self
+
+    def _check_continuous(self) -> None:
+        if self.control is None or self.control.distribution != "normal":
+            raise ValueError("a continuous endpoint is simulated from an assumed `control: {distribution: normal, mean, sd, "
+                             "prognostic_correlation, baseline_correlation}` (fitted continuous models come later)")
+        if self.effect.mean_difference is None:
+            raise ValueError("a continuous endpoint needs `effect.mean_difference` (0 gives type I error)")
+        if self.effect.hazard_ratio != (1.0,) or self.drift.hazard_ratio != (1.0,):
+            raise ValueError("hazard ratios (effect or drift) do not apply to a continuous endpoint; use "
+                             "`effect.mean_difference` (drift is not yet supported for continuous endpoints)")
+        synthetic = [d.name for d in self.designs if d.method in ("pool", "power_prior")]
+        if synthetic:
+            raise ValueError(f"design(s) {', '.join(synthetic)}: synthetic controls are not yet supported for a continuous "
+                             "endpoint; use method none (t test), ancova or procova")
+        if self.analysis.test != "logrank" and "test" in self.analysis.model_fields_set:
+            raise ValueError("`analysis.test` is for time to event; a continuous endpoint is tested by the t test of "
+                             "its (adjusted) mean difference")
+        if self.analysis.alternative != "two-sided":
+            raise ValueError("a continuous endpoint is tested two-sided for now; set `analysis.alternative: two-sided`")
+
+    @property
+    def effect_dim(self) -> str:
+        """Name of the effect's grid dimension: ``hazard_ratio`` or ``mean_difference``."""
+        return "mean_difference" if self.trial.endpoint == "continuous" else "hazard_ratio"
+
+    @property
+    def null_effect(self) -> float:
+        """The effect value of the null hypothesis: 1 (hazard ratio) or 0 (mean difference)."""
+        return 0.0 if self.trial.endpoint == "continuous" else 1.0
 
     @property
     def base_dir(self) -> Path:
