@@ -19,6 +19,8 @@ Steps (issue 4's planning recipe; Schuler et al. 2022, Borm et al. 2007):
    (a normal outcome with the observed SD and a twin of the conservative rho).
 
 Writes ``procova_cd4.md`` (the table) and ``procova_cd4_twins.png`` (twin vs observed).
+``scenarios/actg175_procova_cd4.yaml`` carries the resulting rho into a full
+``twinsim run`` report (designs side by side, with the real patients each needs).
 Event convention: ``cens`` in ACTG 175 and ``event`` in twinsim are 1 = event observed.
 """
 
@@ -100,6 +102,8 @@ rows = [
     ("held-out patients with week-20 CD4", f"{n_rho}"),
     ("out-of-sample rho (twin vs observed week-20 CD4)", f"{rho:.3f}"),
     ("conservative rho (one-sided 90% lower limit, Fisher z)", f"{rho_low:.3f}"),
+    ("for comparison: corr(baseline CD4, week-20 CD4), the ANCOVA covariate",
+     f"{np.corrcoef(arm['cd40'].to_numpy(float)[ok], observed[ok])[0, 1]:.3f}"),
     ("SD of week-20 CD4 (cells/mm^3)", f"{sigma:.1f}"),
     (f"unadjusted t test: patients per arm for {args.delta:g} cells, power 0.8", f"{n_unadj}"),
     ("PROCOVA (Borm, conservative rho): patients per arm", f"{n_procova}"),
