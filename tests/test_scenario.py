@@ -57,7 +57,7 @@ def test_set_overrides_parse_yaml_and_address_designs_by_name():
     [
         ("trial.accrul.duration=3", ["trial.accrul", "unknown field 'accrul'", "did you mean 'accrual'"]),
         ("trial.n_treatment=-1", ["trial.n_treatment", "greater than or equal to 1", "-1"]),
-        ("designs.rct.method=bogus", ["designs[rct].method", "'pool', 'power_prior', 'none', 'procova' or 'ancova'", "bogus"]),
+        ("designs.rct.method=bogus", ["designs[rct].method", "'pool', 'power_prior', 'none', 'procova', 'ancova' or 'adjusted'", "bogus"]),
         ("designs.nope.real_control=1", ["no entry named 'nope'", "rct, hybrid_pooled"]),
         ("effect.hazard_ratio=[1,-2]", ["effect.hazard_ratio", "positive"]),
         ("model.outcome=gamma", ["model.outcome", "is unknown", "piecewise_exponential, lognormal"]),

@@ -196,27 +196,26 @@ class AdjustedCox(NamedTuple):
     """Result of :func:`cox_adjusted` for one trial (each field a scalar array)."""
 
     z: jax.Array          #: Wald Z of the treatment coefficient, log_hr / se; negative favours treatment
-    log_hr: jax.Array     #: log hazard ratio of treatment, adjusted for the covariate
-    se: jax.Array         #: its model-based standard error (inverse information, 2 x 2)
-    coef: jax.Array       #: the covariate's coefficient (log hazard ratio per unit of the covariate)
-    valid: jax.Array      #: True when Newton converged to a finite estimate with positive information
+    log_hr: jax.Array     #: log hazard ratio of treatment, adjusted for the covariate(s)
+    se: jax.Array         #: its model-based standard error (inverse information)
+    coef: jax.Array       #: the covariates' coefficients (k,) (log hazard ratio per unit)
+    valid: jax.Array      #: True when Newton converged to a finite estimate with positive definite information
 
 
-def cox_adjusted(time, event, group, covariate, weight, *, newton_steps: int = 8) -> AdjustedCox:
-    """Weighted Cox model with treatment and one covariate (no tied times), for one trial.
+def cox_adjusted(time, event, group, covariates, weight, *, newton_steps: int = 8) -> AdjustedCox:
+    """Weighted Cox model with treatment and ``k`` covariates (no tied times), for one trial.
 
-    The prognostic-score (PROCOVA) analysis of a time-to-event trial: the covariate is each
-    patient's digital-twin prediction (log hazard under control).  Partial likelihood with
-    every time distinct (the simulator's times are continuous; Breslow and Efron agree
-    there), maximised by Newton-Raphson from 0 with the 2 x 2 information inverted in closed
-    form and each step clipped to [-1, 1].
+    The adjusted analyses of a time-to-event trial: ``covariates`` is each patient's digital
+    twin (PROCOVA, k = 1) or their baseline covariates.  Partial likelihood with every time
+    distinct (the simulator's times are continuous; Breslow and Efron agree there),
+    maximised by Newton-Raphson from 0 with each step clipped to [-1, 1] elementwise.
 
     Parameters
     ----------
     time, event, group, weight
         As :func:`logrank_cox` (event 1 = observed; group 1 = treatment; weight 0 = absent).
-    covariate : array (n,), float
-        The adjustment covariate (any finite value where ``weight == 0``).
+    covariates : array (n,) or (n, k), float
+        The adjustment covariate(s) (any finite value where ``weight == 0``).
     newton_steps : int (static)
         Newton iterations (flagged invalid when the last step exceeds 1e-6).
 
@@ -229,43 +228,41 @@ def cox_adjusted(time, event, group, covariate, weight, *, newton_steps: int = 8
     inside = w > 0
     t = jnp.where(inside, jnp.asarray(time, dtype), jnp.inf)
     _, order = _argsort_packed(t)
-    cols = jnp.stack([jnp.asarray(event, dtype) * inside, jnp.asarray(group, dtype),
-                      jnp.where(inside, jnp.asarray(covariate, dtype), 0.0), w], -1)
-    e, g, x, w = jnp.take_along_axis(cols, order[:, None], axis=0).T
-    zz = jnp.stack([g, x], -1)  # (n, 2)
+    x = jnp.asarray(covariates, dtype)
+    x = x[:, None] if x.ndim == 1 else x
+    zz = jnp.concatenate([jnp.asarray(group, dtype)[:, None], jnp.where(inside[:, None], x, 0.0)], axis=1)[order]
+    e, w = (jnp.asarray(event, dtype) * inside)[order], w[order]
+    k = zz.shape[1]
     we = w * e
+    outer = zz[:, :, None] * zz[:, None, :]  # (n, k, k)
 
     def score_info(beta):
-        r = w * jnp.exp(zz @ beta)
-        sums = _rev_cumsum(jnp.concatenate([r[:, None], r[:, None] * zz,
-                                            (r[:, None, None] * zz[:, :, None] * zz[:, None, :]).reshape(-1, 4)], -1))
-        s0 = jnp.where(sums[:, 0] > 0, sums[:, 0], 1.0)
-        mean = sums[:, 1:3] / s0[:, None]
-        second = sums[:, 3:].reshape(-1, 2, 2) / s0[:, None, None]
+        r = w * jnp.exp(jnp.clip(zz @ beta, -50.0, 50.0))
+        s0 = _rev_cumsum(r)
+        s1 = _rev_cumsum(r[:, None] * zz)
+        s2 = _rev_cumsum(r[:, None, None] * outer)
+        s0 = jnp.where(s0 > 0, s0, 1.0)
+        mean = s1 / s0[:, None]
         score = jnp.sum(we[:, None] * (zz - mean), axis=0)
-        info = jnp.sum(we[:, None, None] * (second - mean[:, :, None] * mean[:, None, :]), axis=0)
+        info = jnp.sum(we[:, None, None] * (s2 / s0[:, None, None] - mean[:, :, None] * mean[:, None, :]), axis=0)
         return score, info
-
-    def inverse(info):
-        det = info[0, 0] * info[1, 1] - info[0, 1] * info[1, 0]
-        safe = jnp.where(det > 0, det, 1.0)
-        return jnp.array([[info[1, 1], -info[0, 1]], [-info[1, 0], info[0, 0]]]) / safe, det
 
     def newton(_, state):
         beta, _step = state
         score, info = score_info(beta)
-        inv, det = inverse(info)
-        step = jnp.clip(jnp.where(det > 0, inv @ score, 0.0), -1.0, 1.0)
+        step = jnp.linalg.solve(info + 1e-12 * jnp.eye(k), score)
+        step = jnp.clip(jnp.where(jnp.isfinite(step), step, 0.0), -1.0, 1.0)
         return jnp.clip(beta + step, -20.0, 20.0), step
 
-    beta, last = jax.lax.fori_loop(0, newton_steps, newton, (jnp.zeros(2, dtype), jnp.ones(2, dtype)))
+    beta, last = jax.lax.fori_loop(0, newton_steps, newton, (jnp.zeros(k, dtype), jnp.ones(k, dtype)))
     _, info = score_info(beta)
-    inv, det = inverse(info)
-    var = inv[0, 0]
-    se = jnp.where((det > 0) & (var > 0), jnp.sqrt(jnp.where(var > 0, var, 1.0)), jnp.inf)
-    valid = (det > 0) & (var > 0) & (jnp.max(jnp.abs(last)) < 1e-6) & (jnp.max(jnp.abs(beta)) < 20.0)
+    sign, _ = jnp.linalg.slogdet(info)
+    var = jnp.linalg.inv(info + 1e-12 * jnp.eye(k))[0, 0]
+    ok = (sign > 0) & (var > 0) & jnp.isfinite(var)
+    se = jnp.where(ok, jnp.sqrt(jnp.where(ok, var, 1.0)), jnp.inf)
+    valid = ok & (jnp.max(jnp.abs(last)) < 1e-6) & (jnp.max(jnp.abs(beta)) < 20.0)
     z = jnp.where(valid, beta[0] / se, 0.0)
-    return AdjustedCox(z, beta[0], se, beta[1], valid)
+    return AdjustedCox(z, beta[0], se, beta[1:], valid)
 
 
 def decide(stat, alpha, alternative: str = "two-sided"):

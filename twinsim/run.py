@@ -201,11 +201,11 @@ def run_scenario(
             posterior, comparison, _fits = fit_models(scenario, historical=historical)
             if progress:
                 progress("fit", 1, 1)
-        procova = [d.name for d in scenario.designs if d.method == "procova"]
-        if procova and not len(posterior.covariate_names):
+        needs = [d.name for d in scenario.designs if d.method in ("procova", "adjusted")]
+        if needs and not len(posterior.covariate_names):
             raise ScenarioError(
-                f"design(s) {', '.join(procova)} use method procova, but the generative model has no covariates, so "
-                "every digital twin would be the same; add prognostic baseline covariates to historical.covariates."
+                f"design(s) {', '.join(needs)} adjust for baseline covariates (procova: through the digital twin), but "
+                "the generative model has none; add prognostic baseline covariates to historical.covariates."
             )
         model = patient_model_from_posterior(posterior, scenario.trial.time_unit)
 

@@ -133,7 +133,7 @@ class DesignConfig(NamedTuple):
     dropout_rate: jax.Array  # exponential rate (0 = none)
     cut_events: jax.Array    # event-driven cut (when Sizes.event_driven)
     cut_time: jax.Array      # calendar cut (otherwise)
-    adjust: jax.Array        # 1 = analyse by Cox adjusted for the digital twin (procova), 0 = unadjusted
+    adjust: jax.Array        # 1 = Cox adjusted for the digital twin (procova), 2 = for every covariate (adjusted), 0 = none
 
 
 class Sizes(NamedTuple):
@@ -144,6 +144,7 @@ class Sizes(NamedTuple):
     max_syn: int
     event_driven: bool
     adjusted: bool = False   # some design is procova: also fit the twin-adjusted Cox
+    covariate_adjusted: bool = False  # some design is adjusted: also fit the covariate-adjusted Cox
 
 
 class TrialOutcome(NamedTuple):
@@ -210,7 +211,7 @@ def _draw_pool(key, model: PatientModel, n: int, draw_index, study_u):
     p = jax.tree_util.tree_map(lambda a: a[draw_index], model.params)
     log_e = jnp.log(jax.random.exponential(ke, (n,)))
     twin = x @ jnp.mean(model.beta, axis=0)  # the digital twin: predicted log hazard (posterior mean beta)
-    return (log_e, eta, p), jax.random.uniform(ka, (n,)), jax.random.exponential(kd, (n,)), twin
+    return (log_e, eta, p), jax.random.uniform(ka, (n,)), jax.random.exponential(kd, (n,)), (twin, x)
 
 
 def _follow_up(model: PatientModel, latent, log_mult, entry_frac, dropout_e, n, cfg: DesignConfig, max_n):
@@ -231,8 +232,9 @@ class SimulatedTrial(NamedTuple):
     for synthetic controls, 0 for patients outside the design or not enrolled by the cut;
     ``cut_time`` the calendar time of the analysis; ``real_events`` events among real
     patients; ``twin`` (n,) each patient's digital twin (predicted log hazard under control);
-    ``adjust`` 1 when the design analyses by the twin-adjusted Cox (procova).  Patients are
-    ordered treatment, real controls, synthetic controls.
+    ``x`` (n, p) the standardised baseline covariates; ``adjust`` 1 when the design analyses
+    by the twin-adjusted Cox (procova), 2 by the covariate-adjusted Cox (adjusted).
+    Patients are ordered treatment, real controls, synthetic controls.
     """
 
     time: jax.Array
@@ -242,6 +244,7 @@ class SimulatedTrial(NamedTuple):
     cut_time: jax.Array
     real_events: jax.Array
     twin: jax.Array
+    x: jax.Array
     adjust: jax.Array
 
 
@@ -295,25 +298,29 @@ def _censor(model: PatientModel, pools, cfg: DesignConfig, sizes: Sizes) -> Simu
         weight=jnp.concatenate([it * 1.0, ic * 1.0, is_ * cfg.syn_weight]),
         cut_time=cut,
         real_events=jnp.sum(et) + jnp.sum(ec),
-        twin=jnp.concatenate([tw_t, tw_c, tw_s]),
+        twin=jnp.concatenate([tw_t[0], tw_c[0], tw_s[0]]),
+        x=jnp.concatenate([tw_t[1], tw_c[1], tw_s[1]]),
         adjust=cfg.adjust,
     )
 
 
-def analyse_trial(trial: SimulatedTrial, adjusted: bool = False) -> TrialOutcome:
+def analyse_trial(trial: SimulatedTrial, adjusted: bool = False, covariate_adjusted: bool = False) -> TrialOutcome:
     """The kernel's analysis of one simulated trial (log-rank and Cox on continuous times).
 
     With ``adjusted`` (static: some design is procova) the Cox model adjusted for the twin
     (:func:`~twinsim.analysis.cox_adjusted`) is fitted too, and a trial with
-    ``trial.adjust == 1`` reports its treatment estimate, SE and Wald Z (as ``z``) instead.
+    ``trial.adjust == 1`` reports its treatment estimate, SE and Wald Z (as ``z``) instead;
+    likewise ``covariate_adjusted`` (some design is adjusted) with every covariate, for
+    ``trial.adjust == 2``.
     """
     res = logrank_cox(trial.time, trial.event, trial.group, trial.weight, ties=False)  # no ties: continuous times
     z, log_hr, se, valid = res.z, res.log_hr, res.se, res.valid
-    if adjusted:
-        adj = cox_adjusted(trial.time, trial.event, trial.group, trial.twin, trial.weight)
-        use = trial.adjust > 0
-        z, log_hr = jnp.where(use, adj.z, z), jnp.where(use, adj.log_hr, log_hr)
-        se, valid = jnp.where(use, adj.se, se), jnp.where(use, adj.valid, valid)
+    for on, code, cov in ((adjusted, 1, trial.twin), (covariate_adjusted, 2, trial.x)):
+        if on:
+            adj = cox_adjusted(trial.time, trial.event, trial.group, cov, trial.weight)
+            use = trial.adjust == code
+            z, log_hr = jnp.where(use, adj.z, z), jnp.where(use, adj.log_hr, log_hr)
+            se, valid = jnp.where(use, adj.se, se), jnp.where(use, adj.valid, valid)
     return TrialOutcome(z, log_hr, se, valid, trial.real_events, trial.cut_time, jnp.sum(trial.weight > 0))
 
 
@@ -341,7 +348,8 @@ def simulate_trial(key, model: PatientModel, configs: DesignConfig, sizes: Sizes
     TrialOutcome with (C,) fields.
     """
     pools = _draw_pools(key, model, sizes)
-    return jax.lax.map(lambda cfg: analyse_trial(_censor(model, pools, cfg, sizes), sizes.adjusted), configs)
+    return jax.lax.map(lambda cfg: analyse_trial(_censor(model, pools, cfg, sizes), sizes.adjusted,
+                                                 sizes.covariate_adjusted), configs)
 
 
 @partial(jax.jit, static_argnames=("sizes",))
@@ -392,13 +400,14 @@ def design_configs(grid: Grid) -> ConfigTable:
             rows.append(
                 (n_t, d.real_control, n_s, d.synthetic_weight, math.log(sc.effect.hazard_ratio[0]),
                  math.log(sc.drift.hazard_ratio[0]), acc, tr.dropout.rate if tr.dropout else 0.0,
-                 tr.cut.events or 0, tr.cut.time or 0.0, float(d.method == "procova"))
+                 tr.cut.events or 0, tr.cut.time or 0.0, {"procova": 1.0, "adjusted": 2.0}.get(d.method, 0.0))
             )
     cols = list(zip(*rows))
     ints = {0, 1, 2, 8}
     configs = DesignConfig(*[jnp.asarray(c, jnp.int32 if i in ints else float) for i, c in enumerate(cols)])
     event_driven = first.trial.cut.events is not None
-    sizes = Sizes(int(max(cols[0])), int(max(cols[1])), int(max(cols[2])), event_driven, bool(max(cols[10]) > 0))
+    sizes = Sizes(int(max(cols[0])), int(max(cols[1])), int(max(cols[2])), event_driven, 1.0 in cols[10],
+                  2.0 in cols[10])
     shape = grid.shape
     alpha = np.array([sc.analysis.alpha for _design in designs for _idx, sc in grid]).reshape((len(designs), *shape))
     true_log_hr = np.array([math.log(sc.effect.hazard_ratio[0]) for _, sc in grid]).reshape(shape)
@@ -502,10 +511,10 @@ def simulate_grid(
     ds["ci_lower"] = ds["log_hr"] - zq * ds["se"]
     ds["ci_upper"] = ds["log_hr"] + zq * ds["se"]
     ds["alpha"] = alpha
-    ds["z"].attrs["description"] = ("log-rank Z (weighted for power_prior; for procova designs the Wald Z of the "
-                                     "twin-adjusted Cox model); negative favours treatment")
+    ds["z"].attrs["description"] = ("log-rank Z (weighted for power_prior; for procova and adjusted designs the Wald Z "
+                                     "of the adjusted Cox model); negative favours treatment")
     ds["log_hr"].attrs["description"] = ("Cox (Efron) log hazard ratio, treatment / control (procova: adjusted for "
-                                         "the digital twin)")
+                                         "the digital twin; adjusted: for every covariate)")
     ds["ci_lower"].attrs["description"] = "Wald interval at level 1 - alpha (two-sided) or 1 - 2 alpha (one-sided)"
     ds["real_events"].attrs["description"] = "events among real patients at the analysis"
     ds["cut_time"].attrs["description"] = f"calendar time of the analysis ({scenario.trial.time_unit}); inf = all follow-up"

@@ -324,13 +324,14 @@ class Design(_Section):
     real_control: int = Field(0, ge=0, description="Concurrent randomised controls.")
     synthetic_control: int = Field(0, ge=0, description="Controls drawn from the posterior predictive.")
     treatment: int | None = Field(None, ge=1, description="Treatment patients in this design (default `trial.n_treatment`).")
-    method: Literal["pool", "power_prior", "none", "procova", "ancova"] | None = Field(
+    method: Literal["pool", "power_prior", "none", "procova", "ancova", "adjusted"] | None = Field(
         None,
         description="How synthetic controls enter: `pool` (as if real), `power_prior` (weight `a0` each), "
         "`none` (ignored). Default `none` without synthetic controls; required with them. `procova`: no synthetic "
         "controls; the real patients' analysis is adjusted for each patient's digital twin (time to event: Cox with the "
         "twin's predicted log hazard; continuous: ANCOVA on the twin's prediction; docs/methods.md). `ancova` "
-        "(continuous only): ANCOVA on the baseline measurement.",
+        "(continuous only): ANCOVA on the baseline measurement. `adjusted` (time to event only): Cox adjusted for "
+        "every baseline covariate of the model.",
     )
     a0: float | None = Field(None, ge=0, le=1, description="Power-prior weight of each synthetic patient (power_prior only).")
 
@@ -344,7 +345,7 @@ class Design(_Section):
             raise ValueError("method power_prior needs `a0`, the weight of each synthetic patient in [0, 1]")
         if self.method != "power_prior" and self.a0 is not None:
             raise ValueError(f"`a0` applies to method power_prior only (method is {self.method})")
-        if self.method in ("procova", "ancova") and self.synthetic_control > 0:
+        if self.method in ("procova", "ancova", "adjusted") and self.synthetic_control > 0:
             raise ValueError(f"method {self.method} adjusts the analysis of the real patients and adds no synthetic "
                              "controls: set synthetic_control to 0")
         if self.real_control + (self.synthetic_control if self.method != "none" else 0) == 0:
@@ -353,7 +354,8 @@ class Design(_Section):
 
     @property
     def synthetic_weight(self) -> float:
-        return {"pool": 1.0, "power_prior": self.a0, "none": 0.0, "procova": 0.0, "ancova": 0.0}[self.method]
+        return {"pool": 1.0, "power_prior": self.a0, "none": 0.0, "procova": 0.0, "ancova": 0.0,
+                "adjusted": 0.0}[self.method]
 
 
 class Analysis(_Section):
@@ -433,9 +435,10 @@ class Scenario(_Section):
                                  "a time-to-event effect is `effect.hazard_ratio`")
             if any(d.method == "ancova" for d in self.designs):
                 raise ValueError("method ancova is for a continuous endpoint; for time to event use procova")
-            if self.control is not None and any(d.method == "procova" for d in self.designs):
-                raise ValueError("method procova needs digital twins, i.e. a generative model fitted to historical "
-                                 "patients with covariates (`historical` + `model`); an assumed `control` has none")
+            if self.control is not None and any(d.method in ("procova", "adjusted") for d in self.designs):
+                raise ValueError("methods procova and adjusted need baseline covariates (and, for procova, digital "
+                                 "twins), i.e. a generative model fitted to historical patients with covariates "
+                                 "(`historical` + `model`); an assumed `control` has none")
         names = [d.name for d in self.designs]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
@@ -453,6 +456,10 @@ class Scenario(_Section):
         if self.effect.hazard_ratio != (1.0,) or self.drift.hazard_ratio != (1.0,):
             raise ValueError("hazard ratios (effect or drift) do not apply to a continuous endpoint; use "
                              "`effect.mean_difference` (drift is not yet supported for continuous endpoints)")
+        adjusted = [d.name for d in self.designs if d.method == "adjusted"]
+        if adjusted:
+            raise ValueError(f"design(s) {', '.join(adjusted)}: method adjusted (Cox on every covariate) is for time to "
+                             "event; a continuous endpoint adjusts for its baseline with method ancova")
         synthetic = [d.name for d in self.designs if d.method in ("pool", "power_prior")]
         if synthetic:
             raise ValueError(f"design(s) {', '.join(synthetic)}: synthetic controls are not yet supported for a continuous "
