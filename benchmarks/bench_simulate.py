@@ -486,7 +486,7 @@ def render(args, facts, tw, ll, comps, kernel_sorts, kernel_gathers, load_before
         a("Both aims are met on this machine.")
     else:
         a(f"{'Neither aim is' if not (met_ratio or met_us) else 'Not every aim is'} met on this machine.  "
-          f"Reaching 50 µs per trial needs the kernel to be {us / AIM_US:.0f}x faster.")
+          f"Reaching 50 µs per trial needs the kernel to be {us / AIM_US:.2g}x faster.")
     a("")
     a("## Where the time goes")
     a("")
