@@ -15,6 +15,7 @@ import os
 import platform
 import shutil
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -333,14 +334,7 @@ def write_outputs(result: RunResult, out_dir: str | os.PathLike, *, report: bool
     only when complete.  An existing ``out_dir`` is replaced only if it is empty or an
     earlier twinsim output (it holds ``provenance.json``); anything else is refused.
     """
-    out = Path(out_dir)
-    check_out_dir(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; the output is an ordinary folder
-    try:
+    with output_folder(out_dir) as tmp:
         result.summary.to_csv(tmp / "summary.csv", index=False)
         if result.comparison is not None:
             result.comparison.to_csv(tmp / "model_comparison.csv")
@@ -353,6 +347,23 @@ def write_outputs(result: RunResult, out_dir: str | os.PathLike, *, report: bool
             from .report import write_report
 
             write_report(result, tmp)
+    return Path(out_dir)
+
+
+@contextmanager
+def output_folder(out_dir: str | os.PathLike):
+    """Write an output folder whole or not at all: yields a temporary sibling folder, moved to
+    ``out_dir`` when the block completes (an earlier output there is replaced only then) and
+    removed if it fails.  ``out_dir`` must pass :func:`check_out_dir`."""
+    out = Path(out_dir)
+    check_out_dir(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; the output is an ordinary folder
+    try:
+        yield tmp
         if out.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
             os.rename(out, old / "previous")
@@ -363,4 +374,3 @@ def write_outputs(result: RunResult, out_dir: str | os.PathLike, *, report: bool
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return out

@@ -26,8 +26,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -347,16 +345,9 @@ def write_size_outputs(result: SizeResult, out_dir: str | os.PathLike) -> Path:
     """
     from datetime import datetime, timezone
 
-    from .run import _versions, check_out_dir, resolved_scenario
+    from .run import _versions, output_folder, resolved_scenario
 
-    out = Path(out_dir)
-    check_out_dir(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)
-    try:
+    with output_folder(out_dir) as tmp:
         result.table.to_csv(tmp / "size.csv", index=False)
         result.evaluations.to_csv(tmp / "size_evaluations.csv", index=False)
         ax = plot_size(result)
@@ -366,17 +357,7 @@ def write_size_outputs(result: SizeResult, out_dir: str | os.PathLike) -> Path:
         prov = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "command": "size",
                 "versions": _versions(None), **result.provenance}
         (tmp / "provenance.json").write_text(json.dumps(prov, indent=2, default=str) + "\n")
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            os.rename(out, old / "previous")
-            os.rename(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+    return Path(out_dir)
 
 
 # --------------------------------------------------------------------------- command line
