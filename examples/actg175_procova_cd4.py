@@ -35,10 +35,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from scipy import stats  # noqa: E402
 
 import twinsim  # noqa: E402
-from twinsim.continuous import NormalControl, borm_sample_size, simulate_continuous, ttest_sample_size  # noqa: E402
+from twinsim.continuous import (NormalControl, borm_sample_size, prognostic_correlation,  # noqa: E402
+                                simulate_continuous, ttest_sample_size)
 from twinsim.data import builtin_frame, load_data  # noqa: E402
 from twinsim.errors import ConvergenceWarning, StatisticalWarning  # noqa: E402
 from twinsim.fit import fit_joint_model  # noqa: E402
@@ -80,9 +80,8 @@ for k in (0, 1):
 
 observed = arm["cd420"].to_numpy(float)
 ok = np.isfinite(observed) & np.isfinite(pred)
-rho = float(np.corrcoef(pred[ok], observed[ok])[0, 1])
 n_rho = int(ok.sum())
-rho_low = math.tanh(math.atanh(rho) - stats.norm.ppf(0.9) / math.sqrt(n_rho - 3))  # one-sided 90% lower limit
+rho, rho_low = prognostic_correlation(pred, observed, level=0.9)  # Fisher z, one-sided 90% lower limit
 sigma = float(np.std(observed[ok], ddof=1))
 
 # 4. planning and its check by simulation

@@ -154,3 +154,22 @@ def test_time_to_event_scenarios_refuse_continuous_fields():
                           ({"trial": {"n_treatment": 50, "cut": {"events": 40}}}, "accrual")):
         with pytest.raises(ScenarioError, match=match):
             parse_scenario({**tte, **change})
+
+
+def test_prognostic_correlation_lower_limit_matches_scipy():
+    """The conservative rho is the lower end of scipy's two-sided 80% Fisher interval (= the
+    one-sided 90% lower limit), computed independently by scipy.stats.pearsonr."""
+    from scipy import stats
+
+    from twinsim.continuous import prognostic_correlation
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=200)
+    y = 0.6 * x + 0.8 * rng.normal(size=200)
+    y[5] = np.nan  # dropped
+    rho, low = prognostic_correlation(x, y, level=0.9)
+    ref = stats.pearsonr(x[np.isfinite(y)], y[np.isfinite(y)])
+    assert abs(rho - ref.statistic) < 1e-12
+    assert abs(low - ref.confidence_interval(confidence_level=0.8).low) < 1e-10
+    with pytest.raises(ModelError, match="at least 4"):
+        prognostic_correlation([1, 2, 3], [1, 2, 3])

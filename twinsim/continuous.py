@@ -47,7 +47,8 @@ from .errors import ModelError
 _CODE = {"none": 0, "ancova": 1, "procova": 2}
 
 __all__ = ["NormalControl", "ANALYSES", "ContinuousResult", "ols_treatment", "simulate_continuous",
-           "borm_sample_size", "ttest_sample_size", "power_ttest", "normal_control", "simulate_grid_continuous"]
+           "borm_sample_size", "ttest_sample_size", "power_ttest", "normal_control", "simulate_grid_continuous",
+           "prognostic_correlation"]
 
 #: Analyses of a continuous endpoint: the adjustment columns besides intercept and treatment.
 ANALYSES = ("unadjusted", "ancova", "procova")
@@ -207,6 +208,37 @@ def ttest_sample_size(effect_size: float, power: float = 0.8, alpha: float = 0.0
     while power_ttest(n, effect_size, alpha, covariates=covariates) < power:
         n += 1
     return n
+
+
+def prognostic_correlation(prediction, outcome, *, level: float = 0.9) -> tuple[float, float]:
+    """Out-of-sample correlation of twin predictions with observed outcomes, and a conservative value.
+
+    Parameters
+    ----------
+    prediction, outcome : arrays (n,)
+        Each held-out patient's twin prediction (from a model not fitted to that patient:
+        cross-fitting) and observed outcome; pairs with a missing value are dropped.
+    level : float in (0, 1)
+        One-sided confidence level of the conservative value.
+
+    Returns
+    -------
+    (rho, rho_low)
+        Pearson's correlation and the lower limit of its one-sided ``level`` interval by
+        Fisher's z transformation, ``tanh(atanh(rho) - z_level / sqrt(n - 3))`` (Fisher 1921):
+        the value to plan with, so that the planned sample size is too large, not too small,
+        when rho was estimated high by chance.
+    """
+    x, y = np.asarray(prediction, float), np.asarray(outcome, float)
+    ok = np.isfinite(x) & np.isfinite(y)
+    n = int(ok.sum())
+    if n < 4:
+        raise ModelError(f"prognostic_correlation needs at least 4 complete pairs; got {n}.")
+    if not 0 < level < 1:
+        raise ModelError(f"level must be in (0, 1); got {level!r}.")
+    rho = float(np.corrcoef(x[ok], y[ok])[0, 1])
+    low = math.tanh(math.atanh(rho) - stats.norm.ppf(level) / math.sqrt(n - 3))
+    return rho, low
 
 
 def borm_sample_size(n_unadjusted: float, rho: float) -> float:
