@@ -362,19 +362,14 @@ def _build(result, figures: dict[str, str], checks: dict | None = None) -> list[
                f"`procova` designs); bias and RMSE are of that difference against the scenario's; coverage is that of "
                f"the {_fmt(100 * level)}% t interval. With a linear model the adjusted and unadjusted analyses "
                "target the same difference (collapsibility), so every design should be unbiased.")
-        B.append(_Block("p", txt))
-        bt = _collapse_untouched(bias_table(s, dims), dims, ["mean_estimate", "bias", "rmse", "coverage"])
-        B.append(_Block("table", table=format_table(bt).rename(columns=lambda c: _dim_label(c) if c in dims else c)))
-        B.append(_Block("h2", "Full summary"))
-        B.append(_Block("p", "One row per design and grid point: the contents of `summary.csv`, to 4 significant digits."))
-        B.append(_Block("table", table=format_table(s)))
-        return B
-    txt = (f"Mean estimate is the mean Cox hazard ratio; bias and RMSE are of the log hazard ratio; coverage is that "
-           f"of the {_fmt(100 * level)}% Wald interval. Bias is measured against the conditional hazard ratio set "
-           "in the scenario; with prognostic covariates an unadjusted Cox model targets the marginal hazard ratio, "
-           "which lies closer to 1 (non-collapsibility), so compare designs with the `rct` row rather than with zero.")
-    if not covs:
-        txt += " (This model has no covariates, so here the two coincide.)"
+    else:
+        txt = (f"Mean estimate is the mean Cox hazard ratio; bias and RMSE are of the log hazard ratio; coverage is "
+               f"that of the {_fmt(100 * level)}% Wald interval. Bias is measured against the conditional hazard ratio "
+               "set in the scenario; with prognostic covariates an unadjusted Cox model targets the marginal hazard "
+               "ratio, which lies closer to 1 (non-collapsibility), so compare designs with the `rct` row rather than "
+               "with zero.")
+        if not covs:
+            txt += " (This model has no covariates, so here the two coincide.)"
     B.append(_Block("p", txt))
     bt = _collapse_untouched(bias_table(s, dims), dims, ["mean_estimate", "bias", "rmse", "coverage"])
     B.append(_Block("table", table=format_table(bt).rename(columns=lambda c: _dim_label(c) if c in dims else c)))
