@@ -66,3 +66,16 @@ def encode_tables(train: pd.DataFrame, *others: pd.DataFrame, columns=None) -> t
                     blocks[j].append((~np.isfinite(v)).astype(float)[:, None])
     return tuple(np.concatenate(b, axis=1) if b else np.zeros((len(t), 0))
                  for b, t in zip(blocks, (train, *others)))
+
+
+def _check_columns(train: pd.DataFrame, other: pd.DataFrame, columns) -> list:
+    cols = list(train.columns if columns is None else columns)
+    for name, t in (("train", train), ("other", other)):
+        missing = [c for c in cols if c not in t.columns]
+        if missing:
+            raise DataError(
+                f"The {name} table lacks the column(s) {missing}; the fidelity metrics compare the "
+                f"columns {cols} of the training table with the same columns of the other table. "
+                "Pass tables with the same columns, or restrict the comparison with columns=[...]."
+            )
+    return cols
