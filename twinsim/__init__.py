@@ -22,6 +22,7 @@ from .errors import (  # noqa: E402
     ConvergenceWarning,
     DataError,
     ModelError,
+    PrivacyError,
     ScenarioError,
     StatisticalWarning,
     TwinsimError,
@@ -34,6 +35,7 @@ from .scenario import Scenario, build_grid, load_scenario  # noqa: E402
 from .simulate import predictive_km, sample_patients, simulate_grid  # noqa: E402
 from .digital_twins import twins  # noqa: E402
 from .size import SizeResult, size_search  # noqa: E402
+from .validate import ValidationResult, synthetic_table, validate_scenario  # noqa: E402
 
 __all__ = [
     "__version__",
@@ -45,6 +47,7 @@ __all__ = [
     "logrank_cox", "kaplan_meier", "decide", "operating_characteristics",
     "RunResult", "run_scenario", "fit_scenario", "write_outputs",
     "SizeResult", "size_search",
-    "TwinsimError", "DataError", "ScenarioError", "ModelError",
+    "ValidationResult", "validate_scenario", "synthetic_table",
+    "TwinsimError", "DataError", "ScenarioError", "ModelError", "PrivacyError",
     "TwinsimWarning", "ConvergenceWarning", "StatisticalWarning",
 ]

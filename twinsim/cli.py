@@ -211,8 +211,11 @@ def run(scenario: Path, out: Path | None, replicates, seed, overrides, no_report
               help="Posterior file (NetCDF)  [default: <scenario name>-posterior.nc]")
 @click.option("--seed", type=click.IntRange(min=0), help="Seed of the fit (overrides the file).")
 @click.option("--set", "overrides", multiple=True, metavar="dotted.path=VALUE", help=_SET_HELP)
+@click.option("--holdout", type=click.FloatRange(0.1, 0.9), help="Hold this share of the patients out of the fit "
+              "(stratified by event, the first split of `twinsim validate`) and record which, so `twinsim sample` can "
+              "check privacy against them.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress display.")
-def fit(scenario: Path, out: Path | None, seed, overrides, quiet: bool) -> None:
+def fit(scenario: Path, out: Path | None, seed, overrides, holdout, quiet: bool) -> None:
     """Fit the SCENARIO's generative model to its historical data and save the posterior.
 
     The saved file can be reused by other scenarios with `model: {posterior: FILE}`.
@@ -241,8 +244,25 @@ def fit(scenario: Path, out: Path | None, seed, overrides, quiet: bool) -> None:
         what = (f"the joint {data.biomarker.name} + weibull model" if sc.model.joint is not None and data.biomarker is not None
                 else f"{', '.join(sc.model.families)} model(s)")
         label = f"Fitting {what} to {data.n} patients by {inf.label}"
+        full, split, fit_key = data, None, None
+        if holdout is not None:
+            import jax
+
+            from .validate.runner import KEY_VALIDATE, PURPOSE, holdout_split, subset_data
+
+            key = jax.random.fold_in(jax.random.fold_in(jax.random.key(sc.seed), KEY_VALIDATE), 0)
+            split = holdout_split(data.event, holdout, rng_key=jax.random.fold_in(key, PURPOSE["split"]))
+            data, fit_key = subset_data(data, split[0]), jax.random.fold_in(key, PURPOSE["fit"])
+            label += f" ({holdout:.0%} held out: {full.n - data.n} patients)"
         with _STDERR.status(label) if not quiet else nullcontext():
-            post, comparison, _ = fit_models(sc, historical=data)
+            post, comparison, _ = fit_models(sc, historical=data, rng_key=fit_key)
+        from .validate.card import record_generation
+        from .validate.runner import record_split
+
+        if split is not None:
+            record_split(post, sc, full, split[0], split[1], split=0, share=holdout)
+        else:
+            record_generation(post, sc)
         out.parent.mkdir(parents=True, exist_ok=True)
         post.save(out)
         if comparison is not None:
@@ -299,9 +319,12 @@ def reference() -> None:
 # commands defined beside the stage they serve (imported last: they use the helpers above)
 from .twins_cli import twins_command  # noqa: E402
 from .size_report import size_command  # noqa: E402
+from .validate_cli import sample_command, validate_command  # noqa: E402
 
 main.add_command(twins_command)
 main.add_command(size_command)
+main.add_command(validate_command)
+main.add_command(sample_command)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -13,6 +13,7 @@ __all__ = [
     "DataError",
     "ScenarioError",
     "ModelError",
+    "PrivacyError",
     "TwinsimWarning",
     "ConvergenceWarning",
     "StatisticalWarning",
@@ -45,3 +46,7 @@ class ConvergenceWarning(TwinsimWarning):
 
 class StatisticalWarning(TwinsimWarning):
     """A statistical caveat: few events, extrapolation, an unstable estimate..."""
+
+
+class PrivacyError(TwinsimError):
+    """An export refused because the synthetic patients failed the privacy check."""

@@ -87,12 +87,13 @@ def load_historical(scenario: Scenario) -> TrialData:
 
 
 def fit_models(
-    scenario: Scenario, *, historical: TrialData | None = None, progress_bar: bool = False
+    scenario: Scenario, *, historical: TrialData | None = None, progress_bar: bool = False, rng_key=None
 ) -> tuple[Posterior, pd.DataFrame | None, dict[str, Posterior]]:
     """Fit the scenario's model(s); compare them by PSIS-LOO when more than one.
 
-    Every family is fitted with the same key ``fold_in(jax.random.key(seed), KEY_FIT)``, so
-    the chosen family's fit is the one a scenario naming it alone would give.
+    Every family is fitted with the same key, ``rng_key`` or by default
+    ``fold_in(jax.random.key(seed), KEY_FIT)``, so the chosen family's fit is the one a
+    scenario naming it alone would give.
 
     Returns
     -------
@@ -111,7 +112,7 @@ def fit_models(
         return post, None, {post.outcome: post}
     data = historical if historical is not None else load_historical(scenario)
     inf = m.inference
-    key = jax.random.fold_in(jax.random.key(scenario.seed), KEY_FIT)
+    key = jax.random.fold_in(jax.random.key(scenario.seed), KEY_FIT) if rng_key is None else rng_key
     if m.joint is not None:
         log.info("fitting the joint biomarker + weibull model")
         post = fit_joint_model(data, rng_key=key, transform=m.joint.transform, visits=m.joint.visits,

@@ -38,6 +38,9 @@ class _Block:
     path: str = ""     # relative path of a figure
 
 
+#: Columns shown left-aligned as text (others are numbers, right-aligned).
+TEXT_COLUMNS = {"design", "inflated", "section", "metric", "column", "subgroup", "level", "verdict", "visit", "table"}
+
 _INLINE_CODE = re.compile(r"`([^`]+)`")
 _BOLD = re.compile(r"\*\*([^*]+)\*\*")
 
@@ -66,7 +69,7 @@ def _to_markdown(blocks: list[_Block]) -> str:
         elif b.kind == "table":
             t = b.table
             lines.append("| " + " | ".join(_md_cell(c) for c in t.columns) + " |")
-            lines.append("|" + "|".join("---:" if c not in ("design", "inflated") else ":---" for c in t.columns) + "|")
+            lines.append("|" + "|".join("---:" if c not in TEXT_COLUMNS else ":---" for c in t.columns) + "|")
             for row in t.itertuples(index=False):
                 lines.append("| " + " | ".join(_md_cell(v) for v in row) + " |")
             lines.append("")
@@ -111,8 +114,8 @@ def _to_html(blocks: list[_Block], title: str, base: Path) -> str:
             for row in t.itertuples(index=False):
                 cells = []
                 for c, v in zip(t.columns, row):
-                    cls = ' class="flag"' if (c == "inflated" and v == "inflated") else (
-                        ' class="text"' if c in ("design", "inflated") else "")
+                    cls = ' class="flag"' if (c == "inflated" and v == "inflated") or (c == "verdict" and v == "fail") else (
+                        ' class="text"' if c in TEXT_COLUMNS else "")
                     cells.append(f"<td{cls}>{html.escape(str(v))}</td>")
                 rows.append("<tr>" + "".join(cells) + "</tr>")
             body.append(f'<div class="tablewrap"><table><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>')

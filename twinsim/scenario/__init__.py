@@ -31,6 +31,7 @@ from .schema import (
     Model,
     Scenario,
     Trial,
+    Validation,
 )
 
 __all__ = [
@@ -52,6 +53,7 @@ __all__ = [
     "Drift",
     "Design",
     "Analysis",
+    "Validation",
     "Grid",
     "load_scenario",
     "parse_scenario",

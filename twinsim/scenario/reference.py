@@ -8,6 +8,7 @@ from .schema import (
     Accrual, AdamSource, Analysis, BiomarkerSpec, Control, Cut, Design, Drift, Dropout, Effect, Historical,
     HistoricalSource, Inference, Joint, Model, Scenario, Trial,
 )
+from .validation import Collapse, SubgroupBands, Validation
 
 _SECTION_HINT = {
     "historical": "Section `historical` below; with `model`, or give `control` instead.",
@@ -33,6 +34,7 @@ def scenario_reference() -> str:
         ("model", Model), ("model.inference", Inference), ("model.joint", Joint), ("control", Control), ("trial", Trial),
         ("trial.accrual", Accrual), ("trial.dropout", Dropout), ("trial.cut", Cut),
         ("effect", Effect), ("drift", Drift), ("designs[]", Design), ("analysis", Analysis),
+        ("validation", Validation), ("validation.subgroups[] bands", SubgroupBands), ("validation.collapse", Collapse),
     ]
     out = [
         "# Scenario reference",

@@ -16,11 +16,12 @@ from pydantic import Field, PrivateAttr, field_validator, model_validator
 from ..models import OUTCOME_MODELS, get_outcome_model
 from ._base import TimeUnit, _Section
 from .historical import AdamData, AdamSource, BiomarkerSpec, Historical, HistoricalSource
+from .validation import Collapse, SubgroupBands, Validation
 
 __all__ = [
     "Accrual", "AdamData", "AdamSource", "Analysis", "BiomarkerSpec", "Control", "Cut", "Design",
     "Drift", "Dropout", "Effect", "Historical", "HistoricalSource", "Inference", "Joint", "Model", "Scenario",
-    "Trial",
+    "Trial", "Validation", "Collapse", "SubgroupBands",
 ]
 
 
@@ -404,6 +405,8 @@ class Scenario(_Section):
         description="`{dotted.path: [values]}`: each is a grid dimension named by its path. Sweepable: "
         + ", ".join(_SWEEPABLE) + ".",
     )
+    validation: Validation = Field(default_factory=Validation, description="Section `validation` below: settings of "
+                                   "`twinsim validate` (ignored by `twinsim run`).")
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
 
