@@ -51,6 +51,7 @@ def test_validate_writes_report_with_verdicts_and_the_collapse_figure(validated)
     assert [s["n_holdout"] for s in v["splits"]] == [220, 220]  # 50% of 440, stratified by event
     md = (out / "report.md").read_text()
     assert "**PASS** Privacy: all" in md and "figures/collapse.png" in md and "Positive control" in md
+    assert "| subgroup | level |" in md
     assert "PASS Privacy" in res.output
     col = pd.read_csv(out / "collapse.csv")
     assert sorted(col["real_share"].unique()) == [0.0, 0.5] and sorted(col["generation"].unique()) == [0, 1]
@@ -90,6 +91,11 @@ def test_sample_where_and_oversample(validated, tmp_path):
     o = pd.read_csv(tmp_path / "o.csv")
     k = int((o["menostat"].iloc[:200] == 0).sum())
     assert len(o) == 200 + 2 * k and int((o["menostat"] == 0).sum()) == 3 * k
+    # the effect on fidelity: the oversampled subgroup against its own holdout floor, in the card and printed
+    fid = json.loads((tmp_path / "o.csv.card.json").read_text())["subgroup_fidelity"][0]
+    assert fid["condition"] == "menostat=0" and fid["n_exported"] == 3 * k and fid["rows"] > 20
+    assert fid["share_exported"] == pytest.approx(3 * k / (200 + 2 * k))
+    assert "Subgroup menostat=0" in res.output and "holdout floor on" in res.output
 
 
 def test_memorising_generator_export_is_refused_unless_overridden(validated, tmp_path, monkeypatch):

@@ -115,7 +115,8 @@ def sample_command(model: Path, n: int, out: Path, seed: int, where, oversample,
     from .cli import _shown_warnings
     from .fit import Posterior
     from .twins_cli import _check_out
-    from .validate.card import card_path, check_gate, privacy_gate, source_tables, synthesis_card, write_export
+    from .validate.card import (card_path, check_gate, privacy_gate, source_tables, subgroup_fidelity,
+                                synthesis_card, write_export)
     from .validate.generate import parse_condition, parse_oversample, synthetic_table
 
     with _shown_warnings():
@@ -146,6 +147,10 @@ def sample_command(model: Path, n: int, out: Path, seed: int, where, oversample,
             privacy = privacy_gate(train, hold, checks, rng_key=jax.random.fold_in(key, 2),
                                    condition=subgroup if (cond or overs) else None)
         check_gate(privacy, override)
+        fidelity = None
+        if rec is not None and censoring == "observed" and (cond or overs):
+            fidelity = [subgroup_fidelity(train, hold, table, c, rng_key=jax.random.fold_in(key, 3 + i))
+                        for i, c in enumerate([cond] if cond else [o[0] for o in overs])]
         validation = None
         vj = model.parent / "validation.json"
         if vj.is_file():
@@ -156,7 +161,7 @@ def sample_command(model: Path, n: int, out: Path, seed: int, where, oversample,
                    "columns_renamed": {"time": time_col, "event": event_col}}
         table = table.rename(columns={"time": time_col, "event": event_col})
         card = synthesis_card(posterior=post, table=table, seed=seed, request=request, privacy=privacy,
-                              override=override, validation=validation)
+                              override=override, validation=validation, fidelity=fidelity)
         write_export(table, card, out)
     click.echo(f"Wrote {len(table)} synthetic patients to {out} and the synthesis card to {card_path(out)}")
     if privacy is not None:
@@ -164,3 +169,9 @@ def sample_command(model: Path, n: int, out: Path, seed: int, where, oversample,
                    + (f" (overridden: {override})" if override and privacy["verdict"] == "fail" else ""))
     elif override:
         click.echo(f"No privacy check (the posterior records no holdout); overridden: {override}")
+    for f in fidelity or []:
+        where = (f"Subgroup {f['condition']}: {f['n_exported']} patients, {f['share_exported']:.1%} of the export "
+                 f"(real: {f['share_train']:.1%} of training, {f['share_holdout']:.1%} of holdout)")
+        click.echo(where + (f"; fidelity not checked ({f['skipped']})" if "skipped" in f else
+                            f"; fidelity within the subgroup's holdout floor on {f['rows'] - f['worse']} of {f['rows']} "
+                            "checks" + (f", worse on {', '.join(f['worse_rows'])}" if f["worse"] else "")))

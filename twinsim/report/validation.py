@@ -256,7 +256,7 @@ def _build(result, figures: dict[str, str]) -> list[_Block]:
     b.append(_Block("h2", "Subgroups"))
     b.append(_Block("p", "Each fidelity check within each subgroup, against the subgroup's own holdout floor, so bias "
                     "the generator amplifies in a small subgroup is visible. Summary of the first split:"))
-    summary = subgroup_summary(result.splits[0]["tables"]["subgroups"])
+    summary = subgroup_summary(result.splits[0]["tables"]["subgroups"]).reset_index()  # indexed by level
     keep = [c for c in ("subgroup", "level", "n_train", "n_holdout", "n_synthetic", "share_train", "share_synthetic",
                         "share_holdout", "rows_checked", "rows_worse", "abs_optimism", "abs_optimism_floor",
                         "detection_auc", "detection_auc_floor", "max_abs_smd", "max_abs_smd_floor", "note")

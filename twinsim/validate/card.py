@@ -31,7 +31,7 @@ import pandas as pd
 from ..errors import DataError, PrivacyError
 
 __all__ = ["CARD_FORMAT", "PRIORS", "source_tables", "privacy_gate", "synthesis_card", "write_export",
-           "card_path", "generation_of", "record_generation", "check_gate"]
+           "card_path", "generation_of", "record_generation", "check_gate", "subgroup_fidelity"]
 
 CARD_FORMAT = "twinsim-synthesis-card/1"
 
@@ -150,12 +150,37 @@ def privacy_gate(train, holdout, tables: dict, *, rng_key, n_se: float = 3.0, co
     return {"verdict": "fail" if failed else "pass", "failed": failed, "reports": reports}
 
 
+def subgroup_fidelity(train, holdout, table, condition, *, rng_key, min_rows: int = 20) -> dict:
+    """Fidelity of the exported patients who match ``condition`` (a --where or --oversample subgroup).
+
+    The matching rows of the export are compared with the matching training patients, beside the
+    matching holdout patients (:func:`~twinsim.validate.fidelity.fidelity_report`, the subgroup's own
+    floor), and the subgroup's share in the export is set beside its real share.
+
+    Returns ``{"condition", "share_exported", "share_train", "share_holdout", "n_exported", "rows",
+    "worse", "worse_rows"}`` or ``{"condition", "skipped": why}``.
+    """
+    from .fidelity import fidelity_report
+
+    m_t, m_h, m_s = (condition.mask(t) for t in (train, holdout, table))
+    out = {"condition": condition.text, "share_exported": float(m_s.mean()), "share_train": float(m_t.mean()),
+           "share_holdout": float(m_h.mean()), "n_exported": int(m_s.sum())}
+    if min(m_t.sum(), m_h.sum(), m_s.sum()) < min_rows:
+        return {**out, "skipped": f"fewer than {min_rows} patients match in a table"}
+    keep = [c for c in train.columns if c not in condition.columns()]
+    rep = fidelity_report(train.loc[m_t, keep].reset_index(drop=True), holdout.loc[m_h, keep].reset_index(drop=True),
+                          table.loc[m_s, keep].reset_index(drop=True), rng_key=rng_key, time="time", event="event")
+    bad = rep[rep["verdict"] == "worse than floor"]
+    return {**out, "rows": int((rep["verdict"] != "n/a").sum()), "worse": int(len(bad)),
+            "worse_rows": [f"{r.metric}[{r.column}]" for r in bad.itertuples()]}
+
+
 def _hash_rows(rows) -> str:
     return hashlib.sha256(json.dumps([int(r) for r in rows]).encode()).hexdigest()
 
 
 def synthesis_card(*, posterior, table: pd.DataFrame, seed: int, request: dict, privacy: dict | None,
-                   override: str | None, validation: dict | None = None) -> dict:
+                   override: str | None, validation: dict | None = None, fidelity: list | None = None) -> dict:
     """The machine-readable record written beside exported synthetic patients."""
     import numpyro
 
@@ -188,7 +213,8 @@ def synthesis_card(*, posterior, table: pd.DataFrame, seed: int, request: dict, 
         "request": request,
         "seed": int(seed),
         "keys": "fold_in(key(seed), 5): sample; fold_in(., 0) the exported table, fold_in(., 1) the natural "
-                "sample checked for privacy, fold_in(., 2) the privacy checks",
+                "sample checked for privacy, fold_in(., 2) the privacy checks, fold_in(., 3 + i) the fidelity "
+                "check of the i-th --where/--oversample subgroup",
         "source": {
             "data_source": prov.get("data_source"), "data_hash": prov.get("data_hash"),
             "n_fitted": prov.get("n"), "n_events_fitted": prov.get("n_events"),
@@ -209,6 +235,7 @@ def synthesis_card(*, posterior, table: pd.DataFrame, seed: int, request: dict, 
             "reason": override, "by": getpass.getuser(),
             "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "privacy_verdict": None if privacy is None else privacy["verdict"]},
+        "subgroup_fidelity": fidelity,
         "validation": validation,
     }
 
