@@ -164,3 +164,21 @@ def test_validate_scenario_is_reproducible(quiet_convergence):
     for name in ("fidelity", "estimands", "privacy", "copier_privacy", "subgroups"):
         pd.testing.assert_frame_equal(getattr(a, name), getattr(b, name))
     pd.testing.assert_frame_equal(a.first["synthetic"], b.first["synthetic"])
+
+
+def test_check_gate_messages():
+    """The gate refuses a failed or impossible check, passes an override, and says when only the
+    distance-tail rows failed (a fidelity pattern) rather than the exchangeability rows (copying)."""
+    from twinsim.errors import PrivacyError
+    from twinsim.validate.card import check_gate
+
+    check_gate({"verdict": "pass", "failed": []}, None)
+    check_gate({"verdict": "fail", "failed": ["generator: membership_inference_auc"]}, "approved by the DPO")
+    with pytest.raises(PrivacyError, match="records no holdout"):
+        check_gate(None, None)
+    with pytest.raises(PrivacyError, match="usually a fidelity problem"):
+        check_gate({"verdict": "fail", "failed": ["exported: nndr_low_tail_share"]}, None)
+    with pytest.raises(PrivacyError) as err:
+        check_gate({"verdict": "fail", "failed": ["exported: nndr_low_tail_share", "generator: dcr_exact_match_share"]},
+                   None)
+    assert "fidelity problem" not in str(err.value) and "dcr_exact_match_share" in str(err.value)

@@ -34,6 +34,8 @@ __all__ = ["CARD_FORMAT", "PRIORS", "source_tables", "privacy_gate", "synthesis_
            "card_path", "generation_of", "record_generation", "check_gate", "subgroup_fidelity"]
 
 CARD_FORMAT = "twinsim-synthesis-card/1"
+#: Privacy rows that also react to fidelity (a concentrated generator has small distances without copying).
+TAIL_ROWS = {"dcr_low_tail_share", "nndr_low_tail_share"}
 
 #: The outcome families' priors (twinsim/models/outcome.py), for the card.
 PRIORS = {
@@ -251,11 +253,16 @@ def check_gate(privacy: dict | None, override: str | None) -> None:
             "--holdout 0.3`, or use the posterior.nc written by `twinsim validate`), or export anyway with "
             "--override-privacy 'REASON' (the reason is recorded in the synthesis card).")
     if privacy["verdict"] == "fail":
+        tails_only = all(f.split(": ")[-1] in TAIL_ROWS for f in privacy["failed"])
+        hint = (" Only distance-tail rows failed while the exchangeability checks (closer-to-training share, "
+                "membership inference) passed: the synthetic patients are more concentrated near real ones than real "
+                "patients are, which is usually a fidelity problem (too little spread, e.g. in a small subgroup) "
+                "rather than copying; compare the spread of the subgroup's covariates." if tails_only else "")
         raise PrivacyError(
             f"the synthetic patients failed the privacy check ({'; '.join(privacy['failed'])}): they are closer to "
             "the patients the model saw than an independent real sample is, so the export is refused and nothing was "
-            "written. Inspect `twinsim validate`; to export anyway give --override-privacy 'REASON' (recorded in the "
-            "synthesis card).")
+            f"written.{hint} Inspect `twinsim validate`; to export anyway give --override-privacy 'REASON' (recorded "
+            "in the synthesis card).")
 
 
 def write_export(table: pd.DataFrame, card: dict, out: Path) -> list[Path]:
