@@ -14,10 +14,9 @@ from scipy import stats
 
 from twinsim.errors import DataError, ScenarioError
 from twinsim.validate.fidelity import fidelity_report
+from twinsim.validate.figures import FLAG, plot_subgroups
 from twinsim.validate.subgroups import (
-    FLAG,
     Subgroup,
-    plot_subgroups,
     share_check,
     subgroup_report,
     subgroup_specs,

@@ -299,7 +299,7 @@ def _figure(obj):
 def write_validation_report(result, out_dir) -> list[Path]:
     """Write the figures, tables (CSV), ``validation.json``, ``report.md`` and ``report.html``."""
     from ..validate.collapse import plot_collapse
-    from ..validate.subgroups import plot_subgroups
+    from ..validate.figures import plot_subgroups
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,8 @@ from .fidelity import detection_auc, fidelity_report, km_distance, marginal_tabl
 from .generate import parse_condition, parse_oversample, synthetic_table
 from .privacy import memorising_generator, privacy_report
 from .runner import ValidationResult, holdout_split, validate_scenario
-from .subgroups import plot_subgroups, subgroup_report, subgroup_specs, subgroup_summary
+from .figures import plot_subgroups
+from .subgroups import subgroup_report, subgroup_specs, subgroup_summary
 
 __all__ = ["fidelity_report", "privacy_report", "memorising_generator", "marginal_table", "detection_auc",
            "km_distance", "estimand_report", "subgroup_report", "subgroup_specs", "subgroup_summary", "plot_subgroups",
