@@ -274,7 +274,7 @@ def validate_scenario(scenario, *, historical: TrialData | None = None,
             raise ScenarioError(f"{name}: {bad} not among the covariates {covs} (or time, event); name model covariates.")
     visits = visit_schedule(scenario, data)
     if visits is not None and scenario.model.joint.visits is None:  # every split's fit keeps the full schedule
-        joint = scenario.model.joint.model_copy(update={"visits": [float(v) for v in visits]})
+        joint = scenario.model.joint.model_copy(update={"visits": [float(t) for t in visits]})
         scenario = scenario.model_copy(update={"model": scenario.model.model_copy(update={"joint": joint})})
     full = patient_frame(data, visits)
     spec = None if v.subgroups is None else [s if isinstance(s, str) else s.model_dump() for s in v.subgroups]
