@@ -74,4 +74,6 @@ def test_validate_joint_model_has_visit_rows(quiet_convergence):
     assert len(ks) == 3 and ks["synthetic"].notna().all()
     share = {t: np.isfinite(r.first[t].loc[r.first[t]["time"] >= 672, "CD4@672"]).mean()
              for t in ("train", "synthetic")}
-    assert share["synthetic"] == pytest.approx(share["train"], abs=0.12)  # 4 binomial SE at n ~ 170
+    # each share has binomial SE sqrt(0.75 * 0.25 / 170) = 0.033 at n ~ 170; their difference has SD about
+    # sqrt(2) * 0.033 = 0.047, and 4 SD is 0.19 (without the measurement model the share would be 1, not ~0.75)
+    assert share["synthetic"] == pytest.approx(share["train"], abs=0.19)

@@ -141,11 +141,10 @@ def sample_command(model: Path, n: int, out: Path, seed: int, where, oversample,
             checks = {"generator": natural}
             if censoring == "observed":
                 checks["exported"] = table
-            subgroup = cond or (overs[0][0] if len(overs) == 1 else None)
-            if (cond or overs) and subgroup is None:
+            subgroup = cond or (overs[0][0] if len(overs) == 1 else None)  # the export's subgroup, if one
+            if overs and subgroup is None:
                 checks.pop("exported", None)  # several oversampled subgroups: the generator sample is the check
-            privacy = privacy_gate(train, hold, checks, rng_key=jax.random.fold_in(key, 2),
-                                   condition=subgroup if (cond or overs) else None)
+            privacy = privacy_gate(train, hold, checks, rng_key=jax.random.fold_in(key, 2), condition=subgroup)
         check_gate(privacy, override)
         fidelity = None
         if rec is not None and censoring == "observed" and (cond or overs):
